@@ -1,0 +1,14 @@
+"""The Chalice app: registers the blueprints and the access log; nothing else happens here."""
+
+from chalice import Chalice
+
+from chalicelib.settings import validate_at_start
+from chalicelib.web import assets, wellknown
+from chalicelib.web import logging as access_logging
+
+validate_at_start()
+
+app = Chalice(app_name="clipron-oauth")
+app.register_middleware(access_logging.access_log, "http")
+app.register_blueprint(wellknown.bp)
+app.register_blueprint(assets.bp)

@@ -1,0 +1,169 @@
+"""Operator commands: `python -m chalicelib.cli COMMAND --help`.
+
+Errors are one line on stderr and exit status 2; nothing secret is printed except a secret being
+issued (shown once, on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib import clock, wiring
+from chalicelib.crypto.envelope import EnvelopeError
+from chalicelib.crypto.secrets import digest, new_token
+from chalicelib.oauth import accounts, registration
+from chalicelib.oauth.errors import OAuthError
+from chalicelib.settings import STAGES, ConfigError, load_settings
+from chalicelib.store.records import AlreadyExists, ClientSecret, RegistrationTokenRecord, StoreUnavailable
+
+CONFIG_FILE = Path(__file__).resolve().parent.parent / ".chalice" / "config.json"
+
+
+class CliError(Exception):
+    """A clear, one-line failure of an operator command."""
+
+
+def stage_environment(stage: str, environ: dict[str, str]) -> dict[str, str]:
+    """The stage's environment_variables from .chalice/config.json, overridden by the real environment."""
+    values: dict[str, str] = {}
+    if CONFIG_FILE.exists():
+        config = json.loads(CONFIG_FILE.read_text())
+        values.update(config.get("environment_variables", {}))
+        values.update(config.get("stages", {}).get(stage, {}).get("environment_variables", {}))
+    values.update(environ)
+    values["STAGE"] = stage
+    return values
+
+
+def _services(args: argparse.Namespace) -> wiring.Services:
+    settings = load_settings(stage_environment(args.stage, dict(os.environ)))
+    services = wiring.build(settings)
+    wiring._services = services  # the CLI's process serves one stage
+    return services
+
+
+def cmd_provision(args: argparse.Namespace) -> None:
+    from chalicelib.provision import provision
+
+    changes = provision(_services(args))
+    print("\n".join(changes) if changes else "nothing to change: tables, TTL, KMS key and signing keys exist")
+
+
+def cmd_create_user(args: argparse.Namespace) -> None:
+    password = args.password
+    if password is None:
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    services = _services(args)
+    user = accounts.create_user(services.store, args.email, password, clock.now())
+    print(f"created user {user.user_id} <{user.email}>")
+
+
+def cmd_create_client(args: argparse.Namespace) -> None:
+    auth_method, grant_types = registration.APP_TYPES[args.type]
+    metadata: dict[str, Any] = {
+        "client_name": args.name,
+        "redirect_uris": args.redirect_uri or [],
+        "token_endpoint_auth_method": args.auth_method or auth_method,
+        "grant_types": grant_types,
+    }
+    if args.scope:
+        metadata["scope"] = args.scope
+    if args.type == "machine":
+        metadata["response_types"] = []
+    services = _services(args)
+    registered = registration.build_client(metadata, args.owner, clock.now())
+    client, secret = registered.client, registered.client_secret
+    if args.client_id:
+        client.client_id = args.client_id
+    if args.client_secret and secret:
+        secret = args.client_secret
+        client.secrets = [ClientSecret(digest(secret))]
+    try:
+        services.store.create_client(client)
+    except AlreadyExists:
+        raise CliError(f"a client with id {client.client_id} already exists") from None
+    result = {**registration.client_metadata(client), **({"client_secret": secret} if secret else {})}
+    print(json.dumps(result, indent=2))
+
+
+def cmd_issue_registration_token(args: argparse.Namespace) -> None:
+    services = _services(args)
+    token = args.token or new_token()
+    now = clock.now()
+    services.store.put_registration_token(
+        RegistrationTokenRecord(digest(token), now, now + args.days * 86400, args.description)
+    )
+    print(token)
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> None:
+    print(json.dumps(_services(args).keyring.rotate(), indent=2))
+
+
+def _days(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 365:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days from 1 to 365, got {value!r}")
+    return int(value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.cli", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--stage", choices=STAGES, default="local", help="stage whose configuration to use")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("provision", cmd_provision, "create the tables (TTL on), the KMS key and the signing keys if absent")
+    user = command("create-user", cmd_create_user, "create a Clipron account")
+    user.add_argument("--email", required=True)
+    secret = user.add_mutually_exclusive_group()
+    secret.add_argument("--password", help="the password (prefer --password-stdin or the prompt)")
+    secret.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    client = command("create-client", cmd_create_client, "register an OAuth application; prints its secret once")
+    client.add_argument("--name", required=True)
+    client.add_argument("--type", choices=sorted(registration.APP_TYPES), default="web",
+                        help="web: confidential, code flow; native: public, PKCE; machine: client_credentials")
+    client.add_argument("--redirect-uri", action="append", help="repeat for several")
+    client.add_argument("--scope", help="space-separated allowed scopes (default: every scope)")
+    client.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post", "none"])
+    client.add_argument("--owner", help="user id of the developer who owns the app")
+    client.add_argument("--client-id", help=argparse.SUPPRESS)
+    client.add_argument("--client-secret", help=argparse.SUPPRESS)
+    token = command("issue-registration-token", cmd_issue_registration_token,
+                    "issue an initial access token for POST /register; prints it once")
+    token.add_argument("--days", type=_days, default=30, help="lifetime in days, 1 to 365 (default 30)")
+    token.add_argument("--description", default="")
+    token.add_argument("--token", help=argparse.SUPPRESS)
+    command("rotate-keys", cmd_rotate_keys, "promote the next signing key, retire the current one, add a new next")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (CliError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OAuthError as error:
+        print(f"error: {error.description or error.error}", file=sys.stderr)
+        return 2
+    except (StoreUnavailable, EnvelopeError, BotoCoreError, ClientError) as error:
+        print(f"error: AWS is unavailable or refused: {error} (run provision first?)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Cryptography: random tokens and digests, passwords, KMS envelopes, the signing-key ring."""

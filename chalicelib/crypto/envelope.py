@@ -1,0 +1,66 @@
+"""KMS envelope encryption: a fresh data key per secret, AES-256-GCM, an encryption context.
+
+The context (e.g. {"purpose": "signing-key", "kid": ...}) is bound twice: KMS refuses to decrypt
+the data key under another context, and AES-GCM authenticates the same context as associated data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class KmsClient(Protocol):
+    def generate_data_key(self, **kwargs: Any) -> dict[str, Any]: ...
+    def decrypt(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+class EnvelopeError(Exception):
+    """The envelope cannot be opened (KMS refused or failed, or the ciphertext was tampered with)."""
+
+
+def _aad(context: dict[str, str]) -> bytes:
+    return json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class Envelope:
+    def __init__(self, kms: KmsClient, key_id: str) -> None:
+        self.kms = kms
+        self.key_id = key_id
+
+    def seal(self, plaintext: bytes, context: dict[str, str]) -> dict[str, str]:
+        try:
+            data_key = self.kms.generate_data_key(KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context)
+        except (BotoCoreError, ClientError) as error:
+            raise EnvelopeError(f"KMS GenerateDataKey failed: {type(error).__name__}") from None
+        nonce = os.urandom(12)
+        ciphertext = AESGCM(data_key["Plaintext"]).encrypt(nonce, plaintext, _aad(context))
+        return {
+            "encrypted_data_key": _b64(data_key["CiphertextBlob"]),
+            "nonce": _b64(nonce),
+            "ciphertext": _b64(ciphertext),
+        }
+
+    def open(self, envelope: dict[str, str], context: dict[str, str]) -> bytes:
+        try:
+            data_key = self.kms.decrypt(
+                CiphertextBlob=base64.b64decode(envelope["encrypted_data_key"]), EncryptionContext=context
+            )
+            return AESGCM(data_key["Plaintext"]).decrypt(
+                base64.b64decode(envelope["nonce"]), base64.b64decode(envelope["ciphertext"]), _aad(context)
+            )
+        except (BotoCoreError, ClientError) as error:
+            code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
+            raise EnvelopeError(f"KMS Decrypt failed: {code}") from None
+        except (InvalidTag, KeyError, ValueError):
+            raise EnvelopeError("the envelope is malformed or was tampered with") from None

@@ -1,0 +1,154 @@
+"""The local run: an embedded moto server (DynamoDB + KMS), provisioned and seeded, and `chalice local`.
+
+`make run` calls this. Ctrl-C stops everything it started. The launcher's own knobs (PORT,
+MOTO_PORT, DEMO_*) are read here; the app's settings come from chalicelib.settings as always.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from chalicelib import clock, wiring
+from chalicelib.crypto.secrets import digest
+from chalicelib.oauth import accounts, registration
+from chalicelib.provision import provision
+from chalicelib.settings import load_settings
+from chalicelib.store.records import ClientSecret, RegistrationTokenRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS = {
+    "PORT": "8000",
+    "DEMO_EMAIL": "demo@example.com",
+    "DEMO_PASSWORD": "demo-password",
+    "DEMO_CLIENT_ID": "demo-client",
+    "DEMO_CLIENT_SECRET": "demo-client-secret",
+    "DEMO_REDIRECT_URI": "http://127.0.0.1:8765/callback",
+    "REGISTRATION_TOKEN": "local-registration-token",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serialize_moto_server() -> None:
+    """moto is not linearizable under threads; real DynamoDB is. Serialise moto, not our code."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.__call__
+    if getattr(original, "_serialized", False):
+        return
+    lock = threading.RLock()
+
+    def call(self: Any, environ: Any, start_response: Any) -> Any:
+        with lock:
+            return original(self, environ, start_response)
+
+    call._serialized = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
+
+
+def start_moto(port: int) -> Any:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-call access log is noise here
+    serialize_moto_server()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server
+
+
+def aws_environment(moto_port: int, environ: dict[str, str]) -> dict[str, str]:
+    env = dict(environ)
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
+            "AWS_REGION": env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+            "STAGE": "local",
+        }
+    )
+    env.pop("AWS_PROFILE", None)
+    return env
+
+
+def seed(services: wiring.Services, knobs: dict[str, str]) -> None:
+    """The demo user, the demo confidential client and the registration token."""
+    store, now = services.store, clock.now()
+    user = accounts.create_user(store, knobs["DEMO_EMAIL"], knobs["DEMO_PASSWORD"], now)
+    metadata = {"client_name": "Demo App", "redirect_uris": [knobs["DEMO_REDIRECT_URI"]]}
+    client = registration.build_client(metadata, user.user_id, now).client
+    client.client_id = knobs["DEMO_CLIENT_ID"]
+    client.secrets = [ClientSecret(digest(knobs["DEMO_CLIENT_SECRET"]))]
+    store.create_client(client)
+    token = RegistrationTokenRecord(digest(knobs["REGISTRATION_TOKEN"]), now, now + 365 * 86400, "local run")
+    store.put_registration_token(token)
+
+
+def banner(settings: Any, knobs: dict[str, str], moto_port: int) -> str:
+    issuer = settings.issuer
+    return f"""
+Clipron OAuth is running (stage local, AWS = embedded moto on 127.0.0.1:{moto_port})
+
+  Issuer / base URL    {issuer}
+  Metadata             {issuer}/.well-known/oauth-authorization-server
+  JWKS                 {issuer}/.well-known/jwks.json
+  Demo user            {knobs['DEMO_EMAIL']} / {knobs['DEMO_PASSWORD']}
+  Demo client          {knobs['DEMO_CLIENT_ID']} / {knobs['DEMO_CLIENT_SECRET']} (client_secret_basic)
+  Demo redirect URI    {knobs['DEMO_REDIRECT_URI']}
+  Registration token   {knobs['REGISTRATION_TOKEN']}  (POST /register, Authorization: Bearer ...)
+
+Open in a browser (PKCE verifier: dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk):
+  {issuer}/authorize?response_type=code&client_id={knobs['DEMO_CLIENT_ID']}&state=xyz&code_challenge_method=S256\
+&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM
+State lives in memory and is gone when you stop. Ctrl-C stops everything.
+"""
+
+
+def main() -> int:
+    knobs = {name: os.environ.get(name) or default for name, default in DEFAULTS.items()}
+    port = int(knobs["PORT"])
+    moto_port = int(os.environ.get("MOTO_PORT") or free_port())
+    env = aws_environment(moto_port, dict(os.environ))
+    env.setdefault("ISSUER_URL", f"http://127.0.0.1:{port}")
+    os.environ.update(env)
+    moto = start_moto(moto_port)
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        services = wiring.build(load_settings(env))
+        provision(services)
+        seed(services, knobs)
+        chalice = shutil.which("chalice", path=str(Path(sys.executable).parent)) or "chalice"
+        command = [chalice, "local", "--host", "127.0.0.1", "--port", str(port), "--stage", "local", "--no-autoreload"]
+        server = subprocess.Popen(command, cwd=ROOT, env=env)
+        print(banner(services.settings, knobs, moto_port), flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server is not None and server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        moto.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

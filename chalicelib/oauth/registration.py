@@ -1,0 +1,174 @@
+"""Client registration rules, shared by the operator CLI, RFC 7591 /register and Developer Settings."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from chalicelib.crypto.secrets import digest, new_id, new_token
+from chalicelib.oauth import scopes as scope_rules
+from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
+from chalicelib.store.records import AUTH_METHODS, ClientRecord, ClientSecret
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+APP_TYPES = {
+    # type: (auth method, grant types)
+    "web": ("client_secret_basic", ["authorization_code", "refresh_token"]),
+    "native": ("none", ["authorization_code", "refresh_token"]),
+    "machine": ("client_secret_basic", ["client_credentials"]),
+}
+LOOPBACK = ("127.0.0.1", "[::1]", "localhost")
+MAX_REDIRECT_URIS = 10
+MAX_URI_LENGTH = 2000
+_PRIVATE_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+$")  # reverse-DNS (RFC 8252 §7.1)
+
+
+@dataclass(frozen=True)
+class RegisteredClient:
+    client: ClientRecord
+    client_secret: str | None  # shown once; only its digest is stored
+
+
+def is_loopback_redirect(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and parts.netloc.rsplit(":", 1)[0].lower() in LOOPBACK if parts.netloc else False
+
+
+def validate_redirect_uri(uri: str, public_client: bool) -> str:
+    """https; http on loopback; a private-use scheme for native public clients. No fragment, userinfo, wildcard."""
+    if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_LENGTH or uri != uri.strip():
+        raise InvalidRedirectUri("a redirect URI must be a non-empty absolute URI")
+    if any(ch in uri for ch in "*#\\ \t\r\n") or any(ord(ch) < 0x21 or ord(ch) > 0x7E for ch in uri):
+        raise InvalidRedirectUri(f"the redirect URI {uri} has a fragment, a wildcard or invalid characters")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise InvalidRedirectUri(f"the redirect URI {uri} is malformed") from None
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InvalidRedirectUri(f"the redirect URI {uri} carries userinfo")
+    if parts.scheme == "https":
+        if not parts.hostname:
+            raise InvalidRedirectUri(f"the redirect URI {uri} has no host")
+        return uri
+    if parts.scheme == "http":
+        host = parts.hostname or ""
+        if host == "localhost" or _is_loopback_ip(host):
+            return uri
+        raise InvalidRedirectUri(f"the redirect URI {uri} must use https (http only on loopback)")
+    if public_client and _PRIVATE_SCHEME.match(parts.scheme) and port is None:
+        return uri
+    raise InvalidRedirectUri(f"the redirect URI {uri} must use https, loopback http or a private-use scheme")
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _string_list(metadata: dict[str, Any], name: str, default: list[str] | None = None) -> list[str]:
+    value = metadata.get(name, default)
+    if value is None:
+        raise InvalidClientMetadata(f"{name} is required")
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidClientMetadata(f"{name} must be a list of strings")
+    return value
+
+
+def validate_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7591 client metadata checked and normalised; InvalidRedirectUri / InvalidClientMetadata otherwise."""
+    name = metadata.get("client_name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise InvalidClientMetadata("client_name is required (at most 100 characters)")
+    method = metadata.get("token_endpoint_auth_method", "client_secret_basic")
+    if method not in AUTH_METHODS:
+        raise InvalidClientMetadata(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
+    grant_types = _string_list(metadata, "grant_types", ["authorization_code", "refresh_token"])
+    unknown = [g for g in grant_types if g not in GRANT_TYPES]
+    if unknown:
+        raise InvalidClientMetadata(f"unsupported grant type {unknown[0]}")
+    if "client_credentials" in grant_types and method == "none":
+        raise InvalidClientMetadata("client_credentials needs a confidential client")
+    if "refresh_token" in grant_types and "authorization_code" not in grant_types:
+        raise InvalidClientMetadata("refresh_token needs authorization_code")
+    uses_code = "authorization_code" in grant_types
+    response_types = _string_list(metadata, "response_types", ["code"] if uses_code else [])
+    if response_types != (["code"] if uses_code else []):
+        raise InvalidClientMetadata("response_types must be [\"code\"] with authorization_code, empty otherwise")
+    redirect_uris = _string_list(metadata, "redirect_uris", [] if not uses_code else None)
+    if uses_code and not redirect_uris:
+        raise InvalidRedirectUri("at least one redirect URI is required for authorization_code")
+    if len(redirect_uris) > MAX_REDIRECT_URIS:
+        raise InvalidRedirectUri(f"at most {MAX_REDIRECT_URIS} redirect URIs")
+    redirect_uris = [validate_redirect_uri(uri, method == "none") for uri in dict.fromkeys(redirect_uris)]
+    try:
+        requested = scope_rules.parse_scope(metadata.get("scope")) if "scope" in metadata else None
+    except OAuthError:
+        raise InvalidClientMetadata("scope is malformed") from None
+    client_scopes = requested if requested is not None else sorted(scope_rules.CATALOGUE)
+    unknown_scopes = [s for s in client_scopes if s not in scope_rules.CATALOGUE]
+    if unknown_scopes:
+        raise InvalidClientMetadata(f"unknown scope {unknown_scopes[0]}")
+    app_type = "machine" if not uses_code else ("native" if method == "none" else "web")
+    return {
+        "client_name": name.strip(),
+        "token_endpoint_auth_method": method,
+        "grant_types": grant_types,
+        "response_types": response_types,
+        "redirect_uris": redirect_uris,
+        "scope": scope_rules.format_scope(client_scopes),
+        "app_type": app_type,
+    }
+
+
+def build_client(metadata: dict[str, Any], owner_id: str | None, now: int) -> RegisteredClient:
+    """A new client from validated metadata, with a fresh secret for confidential clients."""
+    accepted = validate_metadata(metadata)
+    method = accepted["token_endpoint_auth_method"]
+    secret = new_token() if method != "none" else None
+    client = ClientRecord(
+        client_id=new_id("app_"),
+        name=accepted["client_name"],
+        redirect_uris=accepted["redirect_uris"],
+        scopes=accepted["scope"].split(),
+        grant_types=accepted["grant_types"],
+        auth_method=method,
+        app_type=accepted["app_type"],
+        owner_id=owner_id,
+        secrets=[ClientSecret(digest(secret))] if secret else [],
+        created_at=now,
+    )
+    return RegisteredClient(client, secret)
+
+
+def client_metadata(client: ClientRecord) -> dict[str, Any]:
+    """The registered metadata as RFC 7591 returns it (never a secret)."""
+    return {
+        "client_id": client.client_id,
+        "client_name": client.name,
+        "redirect_uris": client.redirect_uris,
+        "grant_types": client.grant_types,
+        "response_types": ["code"] if "authorization_code" in client.grant_types else [],
+        "token_endpoint_auth_method": client.auth_method,
+        "scope": scope_rules.format_scope(client.scopes),
+        "client_id_issued_at": client.created_at,
+    }
+
+
+def rotate_secret(client: ClientRecord, now: int, overlap_seconds: int) -> str:
+    """A new secret; the old one keeps working for `overlap_seconds` (0: it stops at once)."""
+    secret = new_token()
+    kept = [
+        ClientSecret(s.digest, now + overlap_seconds)
+        for s in client.secrets
+        if overlap_seconds > 0 and (s.expires_at is None or s.expires_at > now)
+    ]
+    client.secrets = [ClientSecret(digest(secret)), *kept[:1]]
+    return secret
+
+

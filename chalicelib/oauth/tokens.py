@@ -1,0 +1,150 @@
+"""RFC 9068 JWT access tokens: issue and verify (offline, against the cached key ring)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import jwt
+
+from chalicelib.crypto.secrets import new_id
+from chalicelib.oauth.errors import InvalidToken
+
+ACCESS_TOKEN_TYP = "at+jwt"
+LEEWAY_SECONDS = 30  # clock skew between Lambda instances and resource servers (at most 60)
+MAX_TOKEN_LENGTH = 4096
+CLIENT_SUBJECT_PREFIX = "client:"  # client_credentials `sub`: a namespace users' ids never use
+_ACCEPTED_TYP = {"at+jwt", "application/at+jwt"}
+_UNSUPPORTED_HEADERS = ("crit", "jku", "x5u", "jwk", "x5c")
+
+
+class Signer(Protocol):
+    def sign(self, claims: dict[str, Any], typ: str) -> str: ...
+    def public_key(self, kid: str) -> Any | None: ...
+
+
+@dataclass(frozen=True)
+class IssuedAccessToken:
+    token: str
+    jti: str
+    expires_in: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class AccessTokenClaims:
+    sub: str
+    client_id: str
+    scope: list[str]
+    grant_id: str | None
+    jti: str
+    iat: int
+    exp: int
+    aud: str
+    iss: str
+
+    @property
+    def is_client_token(self) -> bool:
+        return self.sub.startswith(CLIENT_SUBJECT_PREFIX)
+
+
+class AccessTokens:
+    def __init__(self, signer: Signer, issuer: str, lifetime: int, clock: Callable[[], int]) -> None:
+        self.signer = signer
+        self.issuer = issuer
+        self.lifetime = lifetime
+        self.clock = clock
+
+    def issue(self, *, sub: str, client_id: str, scope: str, audience: str, grant_id: str | None) -> IssuedAccessToken:
+        now = self.clock()
+        jti = new_id()
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": sub,
+            "aud": audience,
+            "client_id": client_id,
+            "scope": scope,
+            "jti": jti,
+            "iat": now,
+            "exp": now + self.lifetime,
+        }
+        if grant_id:
+            claims["gid"] = grant_id
+        token = self.signer.sign(claims, ACCESS_TOKEN_TYP)
+        return IssuedAccessToken(token, jti, self.lifetime, now + self.lifetime)
+
+    def verify(self, token: str, audience: str) -> AccessTokenClaims:
+        """The token's claims, or InvalidToken. No network, file or database access happens here."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("the access token is malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("the access token is malformed") from None
+        if header.get("alg") != "RS256" or str(header.get("typ", "")).lower() not in _ACCEPTED_TYP:
+            raise InvalidToken("the access token has the wrong type or algorithm")
+        if any(name in header for name in _UNSUPPORTED_HEADERS):
+            raise InvalidToken("the access token carries unsupported header parameters")
+        kid = header.get("kid")
+        key = self.signer.public_key(kid) if isinstance(kid, str) and len(kid) <= 64 else None
+        if key is None:
+            raise InvalidToken("the access token was not signed by a key of this server")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=audience,
+                issuer=self.issuer,
+                options={
+                    "require": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"],
+                    "strict_aud": True,
+                    # time claims are checked below against the one clock every layer reads
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
+            )
+        except jwt.PyJWTError as error:
+            raise InvalidToken(_describe(error)) from None
+        except (ValueError, TypeError, json.JSONDecodeError):
+            raise InvalidToken("the access token is malformed") from None
+        self._check_times(claims)
+        return AccessTokenClaims(
+            sub=str(claims["sub"]),
+            client_id=str(claims["client_id"]),
+            scope=claims.get("scope", "").split(),
+            grant_id=claims.get("gid"),
+            jti=str(claims["jti"]),
+            iat=int(claims["iat"]),
+            exp=int(claims["exp"]),
+            aud=str(claims["aud"]),
+            iss=str(claims["iss"]),
+        )
+
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        now = self.clock()
+        try:
+            exp, iat, nbf = int(claims["exp"]), int(claims["iat"]), int(claims.get("nbf", claims["iat"]))
+        except (TypeError, ValueError):
+            raise InvalidToken("the access token is malformed") from None
+        if not isinstance(claims.get("scope", ""), str):
+            raise InvalidToken("the access token is malformed")
+        if now >= exp:  # F-09: at exp the token is expired; leeway only forgives clocks ahead
+            raise InvalidToken("the access token has expired")
+        if iat > now + LEEWAY_SECONDS or nbf > now + LEEWAY_SECONDS:
+            raise InvalidToken("the access token is not yet valid")
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, jwt.ExpiredSignatureError):
+        return "the access token has expired"
+    if isinstance(error, jwt.ImmatureSignatureError):
+        return "the access token is not yet valid"
+    if isinstance(error, jwt.InvalidAudienceError):
+        return "the access token is not meant for this resource"
+    if isinstance(error, jwt.InvalidIssuerError):
+        return "the access token was issued by another server"
+    return "the access token is invalid"

@@ -1,0 +1,167 @@
+"""One frozen Settings object built from the environment.
+
+No other module reads os.environ: everything configurable is a field here, validated once, and a
+bad or missing value fails with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, fields
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+STAGES = ("local", "dev", "prod")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    issuer: str
+    api_audience: str
+    table_name: str
+    api_table_name: str
+    kms_key_id: str
+    aws_region: str
+    access_token_seconds: int
+    code_seconds: int
+    refresh_idle_seconds: int
+    refresh_absolute_seconds: int
+    refresh_grace_seconds: int
+    session_seconds: int
+    authorization_request_seconds: int
+    client_cache_seconds: int
+    key_cache_seconds: int
+    secret_rotation_overlap_seconds: int
+    login_max_failures: int
+    login_window_seconds: int
+    client_auth_max_failures: int
+    ddb_connect_timeout_seconds: float
+    ddb_read_timeout_seconds: float
+    ddb_max_retries: int
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.stage != "local"
+
+    def url(self, path: str) -> str:
+        """An absolute URL under the issuer (the issuer may carry a stage path)."""
+        return self.issuer + path
+
+
+def _url(name: str, value: str, stage: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{name} must be an absolute http(s) URL, got {value!r}")
+    if parts.scheme == "http" and not (stage == "local" and parts.hostname in LOOPBACK_HOSTS):
+        raise ConfigError(f"{name} must use https outside the local stage on loopback, got {value!r}")
+    if parts.query or parts.fragment or value.endswith("/"):
+        raise ConfigError(f"{name} must have no query, fragment or trailing slash, got {value!r}")
+    return value
+
+
+def _int(name: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
+def _float(name: str, low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
+# field name -> (environment variable, default or None when required, parser)
+_DAY = 86400
+_NUMBERS: dict[str, tuple[str, str, Callable[[str], object]]] = {
+    "access_token_seconds": ("ACCESS_TOKEN_SECONDS", "900", _int("ACCESS_TOKEN_SECONDS", 60, 3600)),
+    "code_seconds": ("CODE_SECONDS", "60", _int("CODE_SECONDS", 10, 600)),
+    "refresh_idle_seconds": ("REFRESH_IDLE_SECONDS", str(14 * _DAY), _int("REFRESH_IDLE_SECONDS", 60, 365 * _DAY)),
+    "refresh_absolute_seconds": (
+        "REFRESH_ABSOLUTE_SECONDS", str(90 * _DAY), _int("REFRESH_ABSOLUTE_SECONDS", 60, 730 * _DAY)),
+    "refresh_grace_seconds": ("REFRESH_GRACE_SECONDS", "10", _int("REFRESH_GRACE_SECONDS", 0, 60)),
+    "session_seconds": ("SESSION_SECONDS", str(8 * 3600), _int("SESSION_SECONDS", 60, 30 * _DAY)),
+    "authorization_request_seconds": (
+        "AUTHORIZATION_REQUEST_SECONDS", "600", _int("AUTHORIZATION_REQUEST_SECONDS", 60, 3600)),
+    "client_cache_seconds": ("CLIENT_CACHE_SECONDS", "30", _int("CLIENT_CACHE_SECONDS", 0, 300)),
+    "key_cache_seconds": ("KEY_CACHE_SECONDS", "300", _int("KEY_CACHE_SECONDS", 0, 3600)),
+    "secret_rotation_overlap_seconds": (
+        "SECRET_ROTATION_OVERLAP_SECONDS", "0", _int("SECRET_ROTATION_OVERLAP_SECONDS", 0, 30 * _DAY)),
+    "login_max_failures": ("LOGIN_MAX_FAILURES", "10", _int("LOGIN_MAX_FAILURES", 1, 1000)),
+    "login_window_seconds": ("LOGIN_WINDOW_SECONDS", "900", _int("LOGIN_WINDOW_SECONDS", 10, _DAY)),
+    "client_auth_max_failures": ("CLIENT_AUTH_MAX_FAILURES", "50", _int("CLIENT_AUTH_MAX_FAILURES", 1, 10000)),
+    "ddb_connect_timeout_seconds": (
+        "DDB_CONNECT_TIMEOUT_SECONDS", "2", _float("DDB_CONNECT_TIMEOUT_SECONDS", 0.1, 10)),
+    "ddb_read_timeout_seconds": ("DDB_READ_TIMEOUT_SECONDS", "4", _float("DDB_READ_TIMEOUT_SECONDS", 0.1, 10)),
+    "ddb_max_retries": ("DDB_MAX_RETRIES", "2", _int("DDB_MAX_RETRIES", 0, 5)),
+}
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build Settings from a mapping of environment variables; raise ConfigError naming the culprit."""
+
+    def get(name: str, default: str | None = None) -> str:
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            raise ConfigError(f"{name} is not set")
+        return default
+
+    stage = get("STAGE", "local")
+    if stage not in STAGES:
+        raise ConfigError(f"STAGE must be one of {', '.join(STAGES)}, got {stage!r}")
+    local = stage == "local"
+    issuer = _url("ISSUER_URL", get("ISSUER_URL", "http://127.0.0.1:8000" if local else None), stage)
+    values: dict[str, object] = {
+        "stage": stage,
+        "issuer": issuer,
+        "api_audience": _url("API_AUDIENCE", get("API_AUDIENCE", issuer + "/v1"), stage),
+        "table_name": get("OAUTH_TABLE", f"clipron-oauth-{stage}"),
+        "api_table_name": get("API_TABLE", f"clipron-api-{stage}"),
+        "kms_key_id": get("KMS_KEY_ID", "alias/clipron-oauth-local" if local else None),
+        "aws_region": get("AWS_REGION", environ.get("AWS_DEFAULT_REGION", "").strip() or None),
+    }
+    for field_name, (variable, default, parse) in _NUMBERS.items():
+        values[field_name] = parse(get(variable, default))
+    if values["refresh_idle_seconds"] > values["refresh_absolute_seconds"]:  # type: ignore[operator]
+        raise ConfigError("REFRESH_IDLE_SECONDS must not exceed REFRESH_ABSOLUTE_SECONDS")
+    missing = {f.name for f in fields(Settings)} - values.keys()
+    assert not missing, missing
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from os.environ."""
+    return load_settings(os.environ)
+
+
+def validate_at_start() -> None:
+    """Fail the Lambda init (or `chalice local`) with a message naming the bad setting.
+
+    Skipped while the Chalice CLI imports app.py to package or deploy it.
+    """
+    if not os.environ.get("AWS_CHALICE_CLI_MODE"):
+        get_settings()

@@ -1,0 +1,1 @@
+"""State in DynamoDB: records the protocol works with, and the one store that reads and writes them."""

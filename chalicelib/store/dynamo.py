@@ -1,0 +1,449 @@
+"""The DynamoDB store: one PynamoDB model over the single OAuth table, one shared connection.
+
+Every request path reads by key (GetItem with consistent reads, Query on one partition) and
+writes with conditions or TransactWriteItems; the only Scan lives in operator commands. Every
+read drops items past their expiry, since TTL deletion lags by up to days (and never happens
+in moto).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from typing import Any, Callable, Iterator
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.connection import Connection, TableConnection
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.clock import now as clock_now
+from chalicelib.settings import Settings
+from chalicelib.store.records import (
+    AlreadyExists,
+    AuthorizationRequestRecord,
+    ClientRecord,
+    ClientSecret,
+    CodeRecord,
+    ConditionFailed,
+    ConsentRecord,
+    GrantRecord,
+    OwnedApp,
+    RefreshTokenRecord,
+    RegistrationTokenRecord,
+    SessionRecord,
+    SigningKeyRecord,
+    StoreUnavailable,
+    UserRecord,
+    live,
+)
+
+_CONDITION_CODES = {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+class _SharedConnectionModel(Model):
+    """Every model built on this shares one botocore session and client (cold start: one, not N)."""
+
+    _shared_connection: Connection | None = None
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        table_connection = super()._get_connection()
+        with _SharedConnectionModel._shared_lock:
+            if _SharedConnectionModel._shared_connection is None:
+                _SharedConnectionModel._shared_connection = table_connection.connection
+        table_connection.connection = _SharedConnectionModel._shared_connection
+        return table_connection
+
+
+class Item(_SharedConnectionModel):
+    """One OAuth item. `kind` says which record `data` holds; conditions use the top-level fields."""
+
+    class Meta:
+        table_name = "clipron-oauth-unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    data = JSONAttribute(null=True)
+    expires_at = NumberAttribute(null=True, attr_name="ttl")
+    used_at = NumberAttribute(null=True)
+    revoked_at = NumberAttribute(null=True)
+    count = NumberAttribute(null=True)
+    grant_ids = UnicodeSetAttribute(null=True)
+    successor_digest = UnicodeAttribute(null=True)
+    grace_response = UnicodeAttribute(null=True)
+
+
+class ApiItem(_SharedConnectionModel):
+    """One item of the Clipron resource API's own table."""
+
+    class Meta:
+        table_name = "clipron-api-unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    data = JSONAttribute()
+    created_at = NumberAttribute()
+
+
+def bind_models(settings: Settings) -> None:
+    """Point the models at this stage's tables, with timeouts well under API Gateway's 29 s."""
+    for model, table in ((Item, settings.table_name), (ApiItem, settings.api_table_name)):
+        meta = model.Meta
+        meta.table_name = table
+        meta.region = settings.aws_region
+        meta.connect_timeout_seconds = settings.ddb_connect_timeout_seconds
+        meta.read_timeout_seconds = settings.ddb_read_timeout_seconds
+        meta.max_retry_attempts = settings.ddb_max_retries
+        model._connection = None
+    _SharedConnectionModel._shared_connection = None
+
+
+def shared_connection() -> Connection:
+    """The one low-level connection (for transactions and for building other clients from its session)."""
+    Item._get_connection()
+    assert _SharedConnectionModel._shared_connection is not None
+    return _SharedConnectionModel._shared_connection
+
+
+@contextlib.contextmanager
+def _translated(lost: type[ConditionFailed] = ConditionFailed) -> Iterator[None]:
+    """Map PynamoDB/botocore failures onto the store's outcomes: a lost condition, or unavailable."""
+    try:
+        yield
+    except PynamoDBException as error:
+        if error.cause_response_code in _CONDITION_CODES and _only_conditions_failed(error):
+            raise lost(error.cause_response_code) from None
+        raise StoreUnavailable(error.cause_response_code or type(error).__name__) from None
+    except (BotoCoreError, ClientError) as error:
+        raise StoreUnavailable(type(error).__name__) from None
+
+
+def _only_conditions_failed(error: PynamoDBException) -> bool:
+    if not isinstance(error, TransactWriteError):
+        return True
+    reasons = [reason.code for reason in (error.cancellation_reasons or []) if reason is not None]
+    return bool(reasons) and all(code in ("ConditionalCheckFailed", "None", None) for code in reasons)
+
+
+# --- record <-> item -------------------------------------------------------------------------
+
+_NUMBERS = ("expires_at", "used_at", "revoked_at")
+_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response")
+
+
+def _item(kind: str, pk: str, sk: str, record: Any) -> Item:
+    data = dataclasses.asdict(record)
+    top = {name: data.pop(name) for name in _TOP_LEVEL if name in data}
+    return Item(pk, sk, kind=kind, data=data, **top)
+
+
+def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None) -> R | None:
+    if item is None:
+        return None
+    values = dict(item.data or {})
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for name in _TOP_LEVEL:
+        if name in names:
+            value = getattr(item, name)
+            values[name] = int(value) if value is not None and name in _NUMBERS else value
+    if now is not None and not live(values.get("expires_at"), now):
+        return None
+    return cls(**values)
+
+
+def _client_record(item: Item | None) -> ClientRecord | None:
+    record = _record(ClientRecord, item)
+    if record is not None:
+        record.secrets = [ClientSecret(**s) if isinstance(s, dict) else s for s in record.secrets]
+    return record
+
+
+class DynamoStore:
+    """All reads and writes of the OAuth state. Methods take records and return records or None."""
+
+    def __init__(self, clock: Callable[[], int] = clock_now) -> None:
+        self.clock = clock
+
+    # -- generic helpers --
+    def _get(self, pk: str, sk: str) -> Item | None:
+        with _translated():
+            try:
+                return Item.get(pk, sk, consistent_read=True)
+            except Item.DoesNotExist:
+                return None
+
+    def _put_new(self, item: Item) -> None:
+        with _translated(AlreadyExists):
+            item.save(condition=Item.pk.does_not_exist())
+
+    def _put(self, item: Item) -> None:
+        with _translated():
+            item.save()
+
+    def _delete(self, pk: str, sk: str, condition: Any = None) -> None:
+        with _translated():
+            Item(pk, sk).delete(condition=condition)
+
+    def _query(self, pk: str, prefix: str) -> list[Item]:
+        with _translated():
+            return list(Item.query(pk, Item.sk.startswith(prefix), consistent_read=True))
+
+    # -- clients --
+    @staticmethod
+    def _client_item(client: ClientRecord) -> Item:
+        return _item("client", f"client#{client.client_id}", "client", client)
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        return _client_record(self._get(f"client#{client_id}", "client"))
+
+    def create_client(self, client: ClientRecord) -> None:
+        """Write the client and, for an owned app, the owner's index item, all or nothing."""
+        with _translated(AlreadyExists), TransactWrite(connection=shared_connection()) as transaction:
+            transaction.save(self._client_item(client), condition=Item.pk.does_not_exist())
+            if client.owner_id:
+                owned = OwnedApp(client.owner_id, client.client_id, client.name, client.created_at)
+                transaction.save(_item("app", f"user#{client.owner_id}", f"app#{client.client_id}", owned))
+
+    def save_client(self, client: ClientRecord) -> None:
+        """Replace an existing client (it must still exist: a deleted app is not brought back)."""
+        with _translated():
+            self._client_item(client).save(condition=Item.pk.exists())
+            if client.owner_id:
+                owned = OwnedApp(client.owner_id, client.client_id, client.name, client.created_at)
+                _item("app", f"user#{client.owner_id}", f"app#{client.client_id}", owned).save()
+
+    def delete_client(self, client: ClientRecord) -> None:
+        with _translated(), TransactWrite(connection=shared_connection()) as transaction:
+            transaction.delete(Item(f"client#{client.client_id}", "client"))
+            if client.owner_id:
+                transaction.delete(Item(f"user#{client.owner_id}", f"app#{client.client_id}"))
+
+    def list_owned_apps(self, owner_id: str) -> list[OwnedApp]:
+        return [r for r in (_record(OwnedApp, i) for i in self._query(f"user#{owner_id}", "app#")) if r]
+
+    # -- users --
+    def create_user(self, user: UserRecord) -> None:
+        """The user item and its email item in one transaction, so login reads by key."""
+        with _translated(AlreadyExists), TransactWrite(connection=shared_connection()) as transaction:
+            transaction.save(_item("user", f"user#{user.user_id}", "user", user), condition=Item.pk.does_not_exist())
+            email = Item(f"email#{user.email}", "email", kind="email", data={"user_id": user.user_id})
+            transaction.save(email, condition=Item.pk.does_not_exist())
+
+    def get_user(self, user_id: str) -> UserRecord | None:
+        return _record(UserRecord, self._get(f"user#{user_id}", "user"))
+
+    def find_user_id(self, email: str) -> str | None:
+        item = self._get(f"email#{email}", "email")
+        return item.data["user_id"] if item is not None else None
+
+    def save_user(self, user: UserRecord) -> None:
+        self._put(_item("user", f"user#{user.user_id}", "user", user))
+
+    # -- sessions --
+    def put_session(self, session: SessionRecord) -> None:
+        self._put_new(_item("session", f"session#{session.session_digest}", "session", session))
+
+    def get_session(self, session_digest: str) -> SessionRecord | None:
+        return _record(SessionRecord, self._get(f"session#{session_digest}", "session"), self.clock())
+
+    def delete_session(self, session_digest: str) -> None:
+        self._delete(f"session#{session_digest}", "session")
+
+    # -- parked authorization requests --
+    def put_authorization_request(self, request: AuthorizationRequestRecord) -> None:
+        self._put_new(_item("authreq", f"authreq#{request.request_digest}", "authreq", request))
+
+    def get_authorization_request(self, request_digest: str) -> AuthorizationRequestRecord | None:
+        item = self._get(f"authreq#{request_digest}", "authreq")
+        return _record(AuthorizationRequestRecord, item, self.clock())
+
+    def consume_authorization_request(self, request_digest: str) -> None:
+        """Single use: the delete succeeds for exactly one caller, and only while unexpired."""
+        condition = Item.pk.exists() & (Item.expires_at > self.clock())
+        self._delete(f"authreq#{request_digest}", "authreq", condition)
+
+    # -- authorization codes --
+    def put_code(self, code: CodeRecord) -> None:
+        self._put_new(_item("code", f"code#{code.code_digest}", "code", code))
+
+    def get_code(self, code_digest: str, include_used: bool = True) -> CodeRecord | None:
+        """The code even when already used (reuse detection needs it); None when absent or expired."""
+        record = _record(CodeRecord, self._get(f"code#{code_digest}", "code"), self.clock())
+        if record is not None and record.used_at is not None and not include_used:
+            return None
+        return record
+
+    def redeem_code(
+        self,
+        code: CodeRecord,
+        grant: GrantRecord,
+        refresh_token: RefreshTokenRecord | None,
+    ) -> None:
+        """Mark the code used, write the grant, the refresh token and the consent's grant list: all or nothing.
+
+        Raises ConditionFailed when the code was already used or has expired meanwhile.
+        """
+        now = self.clock()
+        code_item = Item(f"code#{code.code_digest}", "code")
+        with _translated(), TransactWrite(connection=shared_connection()) as transaction:
+            transaction.update(
+                code_item,
+                actions=[Item.used_at.set(now)],
+                condition=Item.pk.exists() & Item.used_at.does_not_exist() & (Item.expires_at > now),
+            )
+            transaction.save(self._grant_item(grant), condition=Item.pk.does_not_exist())
+            if refresh_token is not None:
+                transaction.save(self._refresh_item(refresh_token), condition=Item.pk.does_not_exist())
+            transaction.update(
+                Item(f"user#{grant.user_id}", f"consent#{grant.client_id}"),
+                actions=[Item.grant_ids.add({grant.grant_id}), Item.kind.set("consent")],
+            )
+
+    # -- grants --
+    @staticmethod
+    def _grant_item(grant: GrantRecord) -> Item:
+        return _item("grant", f"client#{grant.client_id}", f"grant#{grant.grant_id}", grant)
+
+    def put_grant(self, grant: GrantRecord) -> None:
+        self._put_new(self._grant_item(grant))
+
+    def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None:
+        """The grant even when revoked (callers check `active`); None when absent or expired."""
+        return _record(GrantRecord, self._get(f"client#{client_id}", f"grant#{grant_id}"), self.clock())
+
+    def revoke_grant(self, client_id: str, grant_id: str) -> None:
+        """Set the family's revoked flag (idempotent: the first revocation time is kept)."""
+        with _translated():
+            try:
+                Item(f"client#{client_id}", f"grant#{grant_id}").update(
+                    actions=[Item.revoked_at.set(Item.revoked_at | self.clock())],
+                    condition=Item.pk.exists(),
+                )
+            except PynamoDBException as error:
+                if error.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+
+    def list_client_grant_ids(self, client_id: str) -> list[str]:
+        return [item.sk.removeprefix("grant#") for item in self._query(f"client#{client_id}", "grant#")]
+
+    # -- refresh tokens --
+    @staticmethod
+    def _refresh_item(token: RefreshTokenRecord) -> Item:
+        return _item("refresh", f"rt#{token.token_digest}", "rt", token)
+
+    def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None:
+        """The token even when already rotated (reuse detection); None when absent or expired."""
+        return _record(RefreshTokenRecord, self._get(f"rt#{token_digest}", "rt"), self.clock())
+
+    def rotate_refresh_token(
+        self,
+        old: RefreshTokenRecord,
+        new: RefreshTokenRecord,
+        grace_response: str,
+    ) -> None:
+        """Spend the old token and store its successor in one transaction, while the grant is active.
+
+        Raises ConditionFailed when the old token was spent meanwhile, or the grant was revoked.
+        """
+        now = self.clock()
+        with _translated(), TransactWrite(connection=shared_connection()) as transaction:
+            transaction.update(
+                Item(f"rt#{old.token_digest}", "rt"),
+                actions=[
+                    Item.used_at.set(now),
+                    Item.successor_digest.set(new.token_digest),
+                    Item.grace_response.set(grace_response),
+                ],
+                condition=Item.pk.exists() & Item.used_at.does_not_exist() & (Item.expires_at > now),
+            )
+            transaction.save(self._refresh_item(new), condition=Item.pk.does_not_exist())
+            transaction.condition_check(
+                Item,
+                f"client#{old.client_id}",
+                f"grant#{old.grant_id}",
+                condition=Item.pk.exists() & Item.revoked_at.does_not_exist(),
+            )
+
+    # -- consents --
+    def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None:
+        return self._consent(self._get(f"user#{user_id}", f"consent#{client_id}"), user_id, client_id)
+
+    @staticmethod
+    def _consent(item: Item | None, user_id: str, client_id: str) -> ConsentRecord | None:
+        if item is None or not item.data:
+            return None
+        record = _record(ConsentRecord, item)
+        assert record is not None
+        record.grant_ids = sorted(item.grant_ids or [])
+        return record
+
+    def save_consent_scopes(self, user_id: str, client_id: str, scopes: list[str], granted_at: int) -> None:
+        """Remember what the user granted (keeping the grant list the code exchanges add to)."""
+        data = {"user_id": user_id, "client_id": client_id, "scopes": scopes, "granted_at": granted_at}
+        with _translated():
+            Item(f"user#{user_id}", f"consent#{client_id}").update(
+                actions=[Item.data.set(data), Item.kind.set("consent")]
+            )
+
+    def list_consents(self, user_id: str) -> list[ConsentRecord]:
+        items = self._query(f"user#{user_id}", "consent#")
+        records = (self._consent(i, user_id, i.sk.removeprefix("consent#")) for i in items)
+        return [r for r in records if r is not None]
+
+    def delete_consent(self, user_id: str, client_id: str) -> None:
+        self._delete(f"user#{user_id}", f"consent#{client_id}")
+
+    # -- signing keys --
+    def list_signing_keys(self) -> list[SigningKeyRecord]:
+        return [r for r in (_record(SigningKeyRecord, i) for i in self._query("keyring", "key#")) if r]
+
+    def put_signing_key(self, key: SigningKeyRecord) -> None:
+        self._put(_item("signing-key", "keyring", f"key#{key.kid}", key))
+
+    def delete_signing_key(self, kid: str) -> None:
+        self._delete("keyring", f"key#{kid}")
+
+    # -- initial access tokens for dynamic registration --
+    def put_registration_token(self, token: RegistrationTokenRecord) -> None:
+        self._put(_item("registration-token", f"regtoken#{token.token_digest}", "regtoken", token))
+
+    def get_registration_token(self, token_digest: str) -> RegistrationTokenRecord | None:
+        item = self._get(f"regtoken#{token_digest}", "regtoken")
+        return _record(RegistrationTokenRecord, item, self.clock())
+
+    # -- rate limiting --
+    def count_attempt(self, key: str, window_seconds: int) -> int:
+        """Atomically add one to this window's counter (shared across Lambda instances) and return it."""
+        now = self.clock()
+        window = now // window_seconds
+        with _translated():
+            item = Item(f"rate#{key}", f"window#{window}")
+            item.update(
+                actions=[
+                    Item.count.add(1),
+                    Item.kind.set("rate"),
+                    Item.expires_at.set((window + 1) * window_seconds),
+                ]
+            )
+            return int(item.count or 0)
+
+    def attempts(self, key: str, window_seconds: int) -> int:
+        now = self.clock()
+        item = self._get(f"rate#{key}", f"window#{now // window_seconds}")
+        if item is None or not live(item.expires_at and int(item.expires_at), now):
+            return 0
+        return int(item.count or 0)
+
+    # -- operator commands only (Scan) --
+    def scan_kinds(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with _translated():
+            for item in Item.scan():
+                counts[item.kind] = counts.get(item.kind, 0) + 1
+        return counts

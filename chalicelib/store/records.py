@@ -1,0 +1,177 @@
+"""The records the protocol layer works with: plain data, free of PynamoDB.
+
+Every secret (code, refresh token, session id, client secret, registration token) appears here
+only as a SHA-256 digest; passwords only as argon2id hashes; private keys only as KMS envelopes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CONFIDENTIAL_METHODS = ("client_secret_basic", "client_secret_post")
+AUTH_METHODS = (*CONFIDENTIAL_METHODS, "none")
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class StoreUnavailable(StoreError):
+    """DynamoDB or KMS failed or timed out: the request may be retried (503)."""
+
+
+class ConditionFailed(StoreError):
+    """A conditional write lost: the item was already used, revoked, expired or present."""
+
+
+class AlreadyExists(ConditionFailed):
+    """A put that must create found the key taken."""
+
+
+def live(expires_at: int | None, now: int) -> bool:
+    """DynamoDB TTL deletes late (moto never): an item at or past its expiry is absent."""
+    return expires_at is None or now < expires_at
+
+
+@dataclass
+class ClientSecret:
+    digest: str
+    expires_at: int | None = None  # set on the old secret during a rotation overlap
+
+
+@dataclass
+class ClientRecord:
+    client_id: str
+    name: str
+    redirect_uris: list[str]
+    scopes: list[str]
+    grant_types: list[str]
+    auth_method: str
+    app_type: str = "web"
+    owner_id: str | None = None
+    secrets: list[ClientSecret] = field(default_factory=list)
+    registration_token_digest: str | None = None
+    created_at: int = 0
+    disabled: bool = False
+
+    @property
+    def confidential(self) -> bool:
+        return self.auth_method in CONFIDENTIAL_METHODS
+
+
+@dataclass
+class OwnedApp:
+    owner_id: str
+    client_id: str
+    name: str
+    created_at: int
+
+
+@dataclass
+class UserRecord:
+    user_id: str
+    email: str
+    password_hash: str
+    created_at: int
+    disabled: bool = False
+
+
+@dataclass
+class SessionRecord:
+    session_digest: str
+    user_id: str
+    auth_time: int
+    expires_at: int
+
+
+@dataclass
+class AuthorizationRequestRecord:
+    """A validated /authorize request parked while the user logs in and consents."""
+
+    request_digest: str
+    client_id: str
+    redirect_uri: str
+    redirect_uri_given: bool
+    scope: str
+    state: str | None
+    code_challenge: str | None
+    prompt: list[str]
+    created_at: int
+    expires_at: int
+    resource: str | None = None
+
+
+@dataclass
+class CodeRecord:
+    code_digest: str
+    client_id: str
+    redirect_uri: str
+    redirect_uri_given: bool
+    user_id: str
+    scope: str
+    code_challenge: str | None
+    grant_id: str
+    auth_time: int
+    expires_at: int
+    used_at: int | None = None
+    resource: str | None = None
+
+
+@dataclass
+class GrantRecord:
+    """The family: every refresh and access token of one authorization belongs to one grant."""
+
+    grant_id: str
+    client_id: str
+    user_id: str
+    scope: str
+    created_at: int
+    expires_at: int
+    revoked_at: int | None = None
+    resource: str | None = None
+
+    def active(self, now: int) -> bool:
+        return self.revoked_at is None and live(self.expires_at, now)
+
+
+@dataclass
+class RefreshTokenRecord:
+    token_digest: str
+    grant_id: str
+    client_id: str
+    user_id: str
+    scope: str
+    issued_at: int
+    expires_at: int
+    used_at: int | None = None
+    successor_digest: str | None = None
+    grace_response: str | None = None  # the rotated response, encrypted under a key only the holder has
+
+
+@dataclass
+class ConsentRecord:
+    user_id: str
+    client_id: str
+    scopes: list[str]
+    granted_at: int
+    grant_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SigningKeyRecord:
+    kid: str
+    status: str  # next | current | retired
+    alg: str
+    public_jwk: dict[str, Any]
+    private_envelope: dict[str, str]
+    created_at: int
+    retired_at: int | None = None
+
+
+@dataclass
+class RegistrationTokenRecord:
+    token_digest: str
+    created_at: int
+    expires_at: int
+    description: str = ""

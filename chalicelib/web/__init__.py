@@ -1,0 +1,1 @@
+"""Chalice blueprints: HTTP glue only (parse, call chalicelib.oauth, render)."""

@@ -1,0 +1,140 @@
+"""HTTP glue shared by the blueprints: form parsing, JSON and HTML responses, error mapping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any, Callable, Mapping
+from urllib.parse import parse_qsl
+
+from chalice import Response
+from chalice.app import Request
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from chalicelib.crypto.envelope import EnvelopeError
+from chalicelib.crypto.keyring import NoSigningKey
+from chalicelib.oauth.errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
+from chalicelib.store.records import StoreUnavailable
+
+log = logging.getLogger("clipron.oauth")
+
+FORM = "application/x-www-form-urlencoded"
+# Declared on POST routes so Chalice lets every body through and we answer in OAuth's own shape
+# (Chalice's own 415 body is not an OAuth error); a request without Content-Type counts as JSON.
+ANY_BODY = [FORM, "application/json", "text/plain", "multipart/form-data", "application/octet-stream"]
+MAX_BODY_BYTES = 16 * 1024
+MAX_PARAMETERS = 64
+MAX_VALUE_LENGTH = 4096
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+PAGE_HEADERS = {
+    **NO_STORE,
+    "Content-Type": "text/html; charset=utf-8",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+HSTS = {"Strict-Transport-Security": "max-age=31536000; includeSubDomains"}
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        body=json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        headers={"Content-Type": "application/json", **NO_STORE, **(headers or {})},
+    )
+
+
+def error_response(error: OAuthError) -> Response:
+    return json_response(error.body(), error.status, error.headers)
+
+
+def unique_parameters(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Parameters as a dict, refusing any name sent twice (RFC 6749 §3.1, §3.2): no value wins silently."""
+    if len(pairs) > MAX_PARAMETERS:
+        raise InvalidRequest("too many parameters")
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name in values:
+            raise InvalidRequest(f"the parameter {name} was sent more than once")
+        if len(value) > MAX_VALUE_LENGTH:
+            raise InvalidRequest(f"the parameter {name} is too long")
+        if "\x00" in value or "\ufffd" in value:
+            raise InvalidRequest(f"the parameter {name} is not valid text")
+        values[name] = value
+    return values
+
+
+def form_parameters(request: Request) -> dict[str, str]:
+    """The form body of a POST, strictly: form-encoded only, UTF-8, no duplicates, bounded size."""
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != FORM:
+        raise InvalidRequest("the request body must be application/x-www-form-urlencoded")
+    raw = request.raw_body or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest("the request body is too large", status=413)
+    try:
+        text = raw.decode("utf-8", errors="strict")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the request body is not a valid form") from None
+    return unique_parameters(pairs)
+
+
+def query_parameters(request: Request) -> dict[str, str]:
+    """Query parameters with duplicates refused (Chalice's MultiDict[...] would return the last)."""
+    params = request.query_params
+    if not params:
+        return {}
+    pairs = [(name, value) for name in params for value in params.getlist(name)]
+    return unique_parameters(pairs)
+
+
+def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
+    """JSON endpoints: OAuth errors in their own shape, storage/KMS faults as 503, never a stack trace."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return handler(*args, **kwargs)
+        except OAuthError as error:
+            return error_response(error)
+        except (StoreUnavailable, EnvelopeError, NoSigningKey) as error:
+            log.warning("dependency unavailable: %s", error)
+            return error_response(TemporarilyUnavailable())
+        except Exception:  # noqa: BLE001 - the last line of defence: no trace leaves the server
+            log.exception("unhandled error in %s", handler.__name__)
+            return error_response(ServerError("an unexpected error occurred"))
+
+    return wrapper
+
+
+_templates: Environment | None = None
+
+
+def templates() -> Environment:
+    global _templates
+    if _templates is None:
+        _templates = Environment(
+            loader=PackageLoader("chalicelib.web", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+        )
+    return _templates
+
+
+def page(template: str, status: int = 200, headers: Mapping[str, str] | None = None, **context: Any) -> Response:
+    from chalicelib.wiring import services  # the page needs the stage (for HSTS) only at render time
+
+    body = templates().get_template(template).render(**context)
+    secure = services().settings.secure_cookies
+    all_headers = {**PAGE_HEADERS, **(HSTS if secure else {}), **(headers or {})}
+    return Response(body=body, status_code=status, headers=all_headers)
+
+
+def error_page(title: str, message: str, status: int = 400) -> Response:
+    return page("error.html", status=status, title=title, message=message)

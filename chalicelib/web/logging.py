@@ -1,0 +1,31 @@
+"""One structured JSON log line per request: never a body, a query string, a token or a header value."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from chalice.app import Request, Response
+
+log = logging.getLogger("clipron.oauth.access")
+
+
+def request_id(request: Request) -> str:
+    context = request.context or {}
+    return str(context.get("requestId") or context.get("extendedRequestId") or "-")
+
+
+def access_log(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    started = time.perf_counter()
+    response = get_response(event)
+    record: dict[str, Any] = {
+        "request_id": request_id(event),
+        "method": event.method,
+        "route": (event.context or {}).get("resourcePath", event.path),
+        "status": response.status_code,
+        "ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    log.info(json.dumps(record, separators=(",", ":")))
+    return response

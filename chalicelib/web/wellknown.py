@@ -1,0 +1,25 @@
+"""Public discovery documents: RFC 8414 metadata and the JWKS (no KMS call, no authentication)."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib.oauth.metadata import authorization_server_metadata
+from chalicelib.web.common import guarded, json_response
+from chalicelib.wiring import services
+
+bp = Blueprint(__name__)
+
+PUBLIC = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"}
+
+
+@bp.route("/.well-known/oauth-authorization-server", methods=["GET"])
+@guarded
+def authorization_server() -> Response:
+    return json_response(authorization_server_metadata(services().settings), headers=PUBLIC)
+
+
+@bp.route("/.well-known/jwks.json", methods=["GET"])
+@guarded
+def jwks() -> Response:
+    return json_response(services().keyring.jwks(), headers=PUBLIC)

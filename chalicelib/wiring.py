@@ -1,0 +1,84 @@
+"""The composition root: builds the store, the key ring and the protocol services once per process.
+
+Everything is created lazily on first use (the Chalice samples' module-global getters), so importing
+the app costs no AWS client and tests can start moto before anything talks to AWS.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.config import Config
+
+from chalicelib import clock
+from chalicelib.crypto.envelope import Envelope
+from chalicelib.crypto.keyring import KeyRing
+from chalicelib.oauth.tokens import AccessTokens
+from chalicelib.settings import Settings, get_settings
+from chalicelib.store.dynamo import DynamoStore, bind_models, shared_connection
+
+# a retired key stays published this long beyond the longest access-token lifetime (JWKS caches)
+JWKS_CACHE_MARGIN_SECONDS = 600
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: DynamoStore
+    keyring: KeyRing
+    access_tokens: AccessTokens
+    _kms: Any = None
+
+    def kms(self) -> Any:
+        """A KMS client on the DynamoDB connection's botocore session (one session per process)."""
+        if self._kms is None:
+            config = Config(
+                connect_timeout=self.settings.ddb_connect_timeout_seconds,
+                read_timeout=self.settings.ddb_read_timeout_seconds,
+                retries={"total_max_attempts": 1 + self.settings.ddb_max_retries, "mode": "standard"},
+            )
+            session = shared_connection().session
+            self._kms = session.create_client("kms", region_name=self.settings.aws_region, config=config)
+        return self._kms
+
+    def envelope(self) -> Envelope:
+        return Envelope(self.kms(), self.settings.kms_key_id)
+
+
+_services: Services | None = None
+_lock = threading.Lock()
+
+
+def build(settings: Settings) -> Services:
+    bind_models(settings)
+    store = DynamoStore(clock.now)
+    holder: dict[str, Services] = {}
+    keyring = KeyRing(
+        store,
+        lambda: holder["services"].envelope(),
+        clock.now,
+        cache_seconds=settings.key_cache_seconds,
+        publish_retired_seconds=settings.access_token_seconds + JWKS_CACHE_MARGIN_SECONDS,
+    )
+    access_tokens = AccessTokens(keyring, settings.issuer, settings.access_token_seconds, clock.now)
+    services = holder["services"] = Services(settings, store, keyring, access_tokens)
+    return services
+
+
+def services() -> Services:
+    global _services
+    if _services is None:
+        with _lock:
+            if _services is None:
+                _services = build(get_settings())
+    return _services
+
+
+def reset() -> None:
+    """Forget every cached object (tests, and the local run after provisioning)."""
+    global _services
+    with _lock:
+        _services = None
+    get_settings.cache_clear()

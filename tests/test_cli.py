@@ -1,0 +1,86 @@
+"""Operator commands: --help everywhere, idempotent provision, one-line errors with a non-zero exit."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chalicelib import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = ["provision", "create-user", "create-client", "issue-registration-token", "rotate-keys"]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_command_has_help(command):
+    args = [sys.executable, "-m", "chalicelib.cli", *([command] if command else []), "--help"]
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "usage:" in result.stdout
+    if command:
+        assert command in result.stdout
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_provision_twice_changes_nothing_the_second_time(aws, capsys):
+    code, out, _ = run(capsys, "provision")
+    assert code == 0
+    assert out.startswith("nothing to change")
+
+
+def test_create_user_and_client(aws, capsys):
+    code, out, _ = run(capsys, "create-user", "--email", "Ada@Example.com", "--password", "correct horse")
+    assert code == 0 and "<ada@example.com>" in out
+    code, out, _ = run(capsys, "create-client", "--name", "My App", "--redirect-uri", "https://app.example/cb")
+    assert code == 0
+    assert '"client_secret"' in out and '"token_endpoint_auth_method": "client_secret_basic"' in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["create-user", "--email", "not-an-email", "--password", "long enough"], "not an email address"),
+        (["create-user", "--email", "a@b.example", "--password", "short"], "8 to 256 characters"),
+        (["create-client", "--name", "X", "--redirect-uri", "http://evil.example/cb"], "must use https"),
+        (["create-client", "--name", "X", "--redirect-uri", "https://a.example/cb#frag"], "fragment"),
+        (["create-client", "--name", "X"], "at least one redirect URI"),
+        (["create-client", "--name", "X", "--redirect-uri", "https://a.example/cb", "--scope", "admin"],
+         "unknown scope admin"),
+    ],
+)
+def test_bad_input_is_one_clear_line(aws, capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def test_duplicate_user_is_refused(aws, capsys):
+    assert run(capsys, "create-user", "--email", "a@b.example", "--password", "long enough")[0] == 0
+    code, _, err = run(capsys, "create-user", "--email", "A@B.example", "--password", "long enough")
+    assert code == 2 and "already exists" in err
+
+
+@pytest.mark.parametrize("argv", [["issue-registration-token", "--days", "0"], ["provision", "--stage", "qa"]])
+def test_argument_errors_exit_non_zero(argv):
+    result = subprocess.run([sys.executable, "-m", "chalicelib.cli", *argv], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "error:" in result.stderr.splitlines()[-1]
+
+
+def test_bad_configuration_is_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("ISSUER_URL", "not a url")
+    code, _, err = run(capsys, "rotate-keys")
+    assert code == 2
+    assert err == "error: ISSUER_URL must be an absolute http(s) URL, got 'not a url'\n"
+
+
+def test_rotate_keys(aws, capsys):
+    code, out, _ = run(capsys, "rotate-keys")
+    assert code == 0 and '"current"' in out and '"retired"' in out

@@ -1,0 +1,105 @@
+"""Signing keys: private halves only as KMS envelopes, decrypted once per process, JWKS public only."""
+
+import base64
+import json
+
+import boto3
+import jwt
+import pytest
+
+from chalicelib import wiring
+from chalicelib.crypto.envelope import Envelope, EnvelopeError
+from chalicelib.crypto.keyring import envelope_context
+from chalicelib.store.dynamo import shared_connection
+
+PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k"}
+
+
+def _key_items(services):
+    table = boto3.resource("dynamodb").Table(services.settings.table_name)
+    return [item for item in table.scan()["Items"] if item["kind"] == "signing-key"]
+
+
+def test_stored_key_items_hold_no_private_key_material(aws):
+    items = _key_items(aws)
+    assert {json.loads(i["data"])["status"] for i in items} == {"current", "next"}
+    for item in items:
+        raw = json.dumps(item, default=str)
+        assert "PRIVATE KEY" not in raw
+        data = json.loads(item["data"])
+        assert not PRIVATE_MEMBERS & set(data["public_jwk"])
+        envelope = data["private_envelope"]
+        assert set(envelope) == {"encrypted_data_key", "nonce", "ciphertext"}
+        assert b"PRIVATE KEY" not in base64.b64decode(envelope["ciphertext"])
+
+
+def test_envelope_needs_the_right_encryption_context(aws):
+    record = aws.keyring.current()
+    envelope = aws.envelope()
+    assert b"PRIVATE KEY" in envelope.open(record.private_envelope, envelope_context(record.kid))
+    with pytest.raises(EnvelopeError) as raised:
+        envelope.open(record.private_envelope, envelope_context("another-kid"))
+    assert "InvalidCiphertextException" in str(raised.value)
+
+
+def test_envelope_refuses_tampered_ciphertext(aws):
+    envelope = Envelope(aws.kms(), aws.settings.kms_key_id)
+    sealed = envelope.seal(b"secret", {"purpose": "test"})
+    raw = bytearray(base64.b64decode(sealed["ciphertext"]))
+    raw[0] ^= 1
+    with pytest.raises(EnvelopeError):
+        envelope.open({**sealed, "ciphertext": base64.b64encode(bytes(raw)).decode()}, {"purpose": "test"})
+
+
+def _count_calls(client, calls):
+    client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+
+
+def test_one_kms_decrypt_per_process_and_none_per_request(aws):
+    wiring.reset()  # a fresh "process": nothing cached yet
+    services = wiring.services()
+    kms_calls, ddb_calls = [], []
+    _count_calls(services.kms(), kms_calls)
+    _count_calls(shared_connection().client, ddb_calls)
+    for _ in range(5):
+        token = services.access_tokens.issue(
+            sub="usr_1", client_id="app", scope="read:analysis", audience=services.settings.api_audience, grant_id="g"
+        ).token
+        services.access_tokens.verify(token, services.settings.api_audience)
+    assert kms_calls == ["Decrypt"]
+    assert ddb_calls == ["Query"]  # the key ring, read once and cached
+
+
+def test_jwks_lists_public_keys_that_verify_issued_tokens(http, aws):
+    response = http.get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    keys = json.loads(response.body)["keys"]
+    assert len(keys) == 2 and len({k["kid"] for k in keys}) == 2
+    for key in keys:
+        assert key["kty"] == "RSA" and key["use"] == "sig" and key["alg"] == "RS256"
+        assert not PRIVATE_MEMBERS & set(key)
+    issued = aws.access_tokens.issue(sub="u", client_id="c", scope="", audience="aud", grant_id=None)
+    kid = jwt.get_unverified_header(issued.token)["kid"]
+    public = jwt.PyJWK(next(k for k in keys if k["kid"] == kid))
+    claims = jwt.decode(issued.token, public, algorithms=["RS256"], audience="aud")
+    assert claims["sub"] == "u"
+
+
+def test_rotation_keeps_old_tokens_valid_and_publishes_both(aws):
+    before = aws.access_tokens.issue(sub="u", client_id="c", scope="", audience="aud", grant_id=None).token
+    old_kid = jwt.get_unverified_header(before)["kid"]
+    result = aws.keyring.rotate()
+    after = aws.access_tokens.issue(sub="u", client_id="c", scope="", audience="aud", grant_id=None).token
+    assert jwt.get_unverified_header(after)["kid"] == result["current"] != old_kid
+    published = {k["kid"] for k in aws.keyring.jwks()["keys"]}
+    assert {old_kid, result["current"], result["next"]} <= published
+    assert aws.access_tokens.verify(before, "aud").sub == "u"
+    assert aws.access_tokens.verify(after, "aud").sub == "u"
+
+
+def test_kms_outage_does_not_break_jwks(http, aws, monkeypatch):
+    def broken(*args, **kwargs):
+        raise EnvelopeError("KMS Decrypt failed: KMSInternalException")
+
+    monkeypatch.setattr(Envelope, "open", broken)
+    assert http.get("/.well-known/jwks.json").status_code == 200
