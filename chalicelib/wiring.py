@@ -15,6 +15,8 @@ from botocore.config import Config
 from chalicelib import clock
 from chalicelib.crypto.envelope import Envelope
 from chalicelib.crypto.keyring import KeyRing
+from chalicelib.oauth.clients import ClientDirectory
+from chalicelib.oauth.sessions import Sessions
 from chalicelib.oauth.tokens import AccessTokens
 from chalicelib.settings import Settings, get_settings
 from chalicelib.store.dynamo import DynamoStore, bind_models, shared_connection
@@ -29,6 +31,8 @@ class Services:
     store: DynamoStore
     keyring: KeyRing
     access_tokens: AccessTokens
+    clients: ClientDirectory
+    sessions: Sessions
     _kms: Any = None
 
     def kms(self) -> Any:
@@ -63,7 +67,9 @@ def build(settings: Settings) -> Services:
         publish_retired_seconds=settings.access_token_seconds + JWKS_CACHE_MARGIN_SECONDS,
     )
     access_tokens = AccessTokens(keyring, settings.issuer, settings.access_token_seconds, clock.now)
-    services = holder["services"] = Services(settings, store, keyring, access_tokens)
+    clients = ClientDirectory(store, settings.client_cache_seconds, clock.now)
+    sessions = Sessions(store, settings.session_seconds, clock.now)
+    services = holder["services"] = Services(settings, store, keyring, access_tokens, clients, sessions)
     return services
 
 

@@ -1,0 +1,166 @@
+"""Client authentication (RFC 6749 §2.3) and redirect-URI matching (RFC 9700 §4.1.3, RFC 8252 §7.3)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+from dataclasses import dataclass
+from typing import Callable, Protocol
+from urllib.parse import unquote_plus, urlsplit
+
+from chalicelib.crypto.secrets import digest, digests_equal
+from chalicelib.oauth.errors import InvalidClient, InvalidRequest, TooManyRequests
+from chalicelib.store.records import ClientRecord
+
+REALM = 'Basic realm="clipron"'
+MAX_CLIENT_ID = 128
+MAX_SECRET = 256
+FAILURE_WINDOW_SECONDS = 60
+_UNKNOWN_CLIENT_DIGEST = digest("no-such-client")
+
+
+class ClientStore(Protocol):
+    def get_client(self, client_id: str) -> ClientRecord | None: ...
+    def count_attempt(self, key: str, window_seconds: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    secret: str | None
+    method: str  # client_secret_basic | client_secret_post | none
+    used_basic: bool
+
+
+class ClientDirectory:
+    """Clients by id, cached per process for a bounded time (a warm path reads no client item).
+
+    A change made through this process (rotation, deletion) forgets its entry at once; other
+    Lambda instances see it within `ttl_seconds` (F-21).
+    """
+
+    def __init__(self, store: ClientStore, ttl_seconds: int, clock: Callable[[], int]) -> None:
+        self.store = store
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+        self._cache: dict[str, tuple[int, ClientRecord | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> ClientRecord | None:
+        if not client_id or len(client_id) > MAX_CLIENT_ID:
+            return None
+        now = self.clock()
+        with self._lock:
+            cached = self._cache.get(client_id)
+        if cached is not None and now - cached[0] < self.ttl_seconds:
+            return cached[1]
+        client = self.store.get_client(client_id)
+        if client is not None and client.disabled:
+            client = None
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[client_id] = (now, client)
+        return client
+
+    def forget(self, client_id: str) -> None:
+        with self._lock:
+            self._cache.pop(client_id, None)
+
+
+def _invalid_client(used_basic: bool, description: str = "client authentication failed") -> InvalidClient:
+    return InvalidClient(description, headers={"WWW-Authenticate": REALM} if used_basic else None)
+
+
+def _decode_basic(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise _invalid_client(True, "the Basic credentials are not valid base64") from None
+    if ":" not in decoded:
+        raise _invalid_client(True, "the Basic credentials have no colon")
+    client_id, secret = decoded.split(":", 1)
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def client_credentials(authorization: str | None, form: dict[str, str]) -> ClientCredentials:
+    """Which client claims to be calling, and how. Exactly one mechanism (RFC 6749 §2.3)."""
+    body_id = form.get("client_id") or None
+    body_secret = form.get("client_secret") or None  # an empty value counts as absent
+    if authorization is not None:
+        if len(authorization) > 1024:
+            raise _invalid_client(True, "the Authorization header is too long")
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "basic" or not value.strip():
+            raise _invalid_client(True, "use HTTP Basic client authentication")
+        client_id, secret = _decode_basic(value)
+        if body_secret is not None:
+            raise InvalidRequest("use exactly one client authentication method")
+        if body_id is not None and body_id != client_id:
+            raise InvalidRequest("client_id in the body differs from the authenticated client")
+        return ClientCredentials(client_id, secret, "client_secret_basic", True)
+    if body_id is None:
+        raise _invalid_client(False, "client authentication is required")
+    if body_secret is not None:
+        return ClientCredentials(body_id, body_secret, "client_secret_post", False)
+    return ClientCredentials(body_id, None, "none", False)
+
+
+def authenticate(
+    directory: ClientDirectory, credentials: ClientCredentials, now: int, max_failures: int
+) -> ClientRecord:
+    """The client, when it authenticated with its registered method; InvalidClient otherwise.
+
+    Unknown clients and wrong secrets fail alike (same error, same hashing work).
+    """
+    client = directory.get(credentials.client_id)
+    presented = digest(credentials.secret[:MAX_SECRET]) if credentials.secret is not None else None
+    ok = client is not None and credentials.method == client.auth_method
+    if ok and client is not None and client.confidential:
+        matches = [
+            digests_equal(presented or _UNKNOWN_CLIENT_DIGEST, s.digest)
+            for s in client.secrets
+            if s.expires_at is None or now < s.expires_at
+        ]
+        ok = presented is not None and any(matches)
+    elif client is None and presented is not None:
+        digests_equal(presented, _UNKNOWN_CLIENT_DIGEST)
+    if ok and client is not None:
+        return client
+    if client is not None:
+        failures = directory.store.count_attempt("client:" + client.client_id, FAILURE_WINDOW_SECONDS)
+        if failures > max_failures:
+            raise TooManyRequests("too many failed client authentications; retry later", headers={"Retry-After": "60"})
+    raise _invalid_client(credentials.used_basic)
+
+
+def match_redirect_uri(client: ClientRecord, requested: str | None) -> str | None:
+    """The redirect URI to use, or None when it does not match a registered one.
+
+    Exact string comparison; the only exception is the port of a loopback IP literal registered by
+    a native app (RFC 8252 §7.3). Omitted: allowed when exactly one URI is registered.
+    """
+    if requested is None:
+        return client.redirect_uris[0] if len(client.redirect_uris) == 1 else None
+    if requested in client.redirect_uris:
+        return requested
+    loopback = _without_loopback_port(requested)
+    if loopback is not None and any(_without_loopback_port(r) == loopback for r in client.redirect_uris):
+        return requested
+    return None
+
+
+def _without_loopback_port(uri: str) -> tuple[str, str, str, str] | None:
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return None
+    if parts.scheme != "http" or parts.fragment or "@" in parts.netloc:
+        return None
+    host = parts.netloc.rsplit(":", 1)[0] if not parts.netloc.endswith("]") else parts.netloc
+    if host not in ("127.0.0.1", "[::1]"):
+        return None
+    return parts.scheme, host, parts.path, parts.query

@@ -1,0 +1,57 @@
+"""Browser sessions on the authorization server, and the CSRF tokens derived from them.
+
+A session id is a 256-bit random value held only in an HttpOnly cookie; the table stores its
+digest. CSRF tokens are derived from the session (or pre-session) id and a purpose, so they need
+no storage and cannot be forged without the cookie.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from chalicelib.crypto.secrets import derived_token, digest, digests_equal, new_token
+from chalicelib.store.records import SessionRecord
+
+
+class SessionStore(Protocol):
+    def put_session(self, session: SessionRecord) -> None: ...
+    def get_session(self, session_digest: str) -> SessionRecord | None: ...
+    def delete_session(self, session_digest: str) -> None: ...
+
+
+MAX_SESSION_ID = 128
+
+
+class Sessions:
+    def __init__(self, store: SessionStore, lifetime: int, clock: Callable[[], int]) -> None:
+        self.store = store
+        self.lifetime = lifetime
+        self.clock = clock
+
+    def start(self, user_id: str) -> tuple[str, SessionRecord]:
+        """A new session (always a new id: no fixation from a pre-login id)."""
+        session_id = new_token()
+        now = self.clock()
+        record = SessionRecord(digest(session_id), user_id, now, now + self.lifetime)
+        self.store.put_session(record)
+        return session_id, record
+
+    def resolve(self, session_id: str | None) -> SessionRecord | None:
+        if not session_id or len(session_id) > MAX_SESSION_ID:
+            return None
+        return self.store.get_session(digest(session_id))
+
+    def end(self, session_id: str | None) -> None:
+        if session_id and len(session_id) <= MAX_SESSION_ID:
+            self.store.delete_session(digest(session_id))
+
+
+def csrf_token(secret_id: str, purpose: str) -> str:
+    """The CSRF token for a form: bound to the (pre-)session and to what the form does."""
+    return derived_token(secret_id, "csrf:" + purpose)
+
+
+def csrf_valid(secret_id: str | None, purpose: str, presented: str | None) -> bool:
+    if not secret_id or not presented or len(presented) > 128:
+        return False
+    return digests_equal(csrf_token(secret_id, purpose), presented)
