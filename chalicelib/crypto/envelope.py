@@ -12,8 +12,6 @@ import os
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
 class KmsClient(Protocol):
@@ -39,6 +37,8 @@ class Envelope:
         self.key_id = key_id
 
     def seal(self, plaintext: bytes, context: dict[str, str]) -> dict[str, str]:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # lazily: cold start
+
         try:
             data_key = self.kms.generate_data_key(KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context)
         except (BotoCoreError, ClientError) as error:
@@ -52,6 +52,9 @@ class Envelope:
         }
 
     def open(self, envelope: dict[str, str], context: dict[str, str]) -> bytes:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         try:
             data_key = self.kms.decrypt(
                 CiphertextBlob=base64.b64decode(envelope["encrypted_data_key"]), EncryptionContext=context

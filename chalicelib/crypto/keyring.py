@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
-
-from chalicelib.crypto.envelope import Envelope
 from chalicelib.crypto.secrets import new_id
 from chalicelib.store.records import SigningKeyRecord
 
+if TYPE_CHECKING:  # PyJWT and cryptography load on first use: JWKS needs neither (cold start)
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from chalicelib.crypto.envelope import Envelope
 ALGORITHM = "RS256"
 RSA_BITS = 2048
 NEXT, CURRENT, RETIRED = "next", "current", "retired"
@@ -67,9 +65,7 @@ class KeyRing:
             if self._records is None or now - self._loaded_at >= self.cache_seconds:
                 self._records = self.store.list_signing_keys()
                 self._loaded_at = now
-                self._public = {
-                    r.kid: RSAAlgorithm.from_jwk(json.dumps(r.public_jwk)) for r in self._published(self._records, now)
-                }
+                self._public = {r.kid: r.public_jwk for r in self._published(self._records, now)}
             return self._records
 
     def invalidate(self) -> None:
@@ -91,8 +87,14 @@ class KeyRing:
 
     def public_key(self, kid: str) -> Any | None:
         """The verification key for a kid: a dictionary lookup in the published ring, nothing else."""
+        from jwt.algorithms import RSAAlgorithm
+
         self.records()
-        return self._public.get(kid)
+        with self._lock:
+            key = self._public.get(kid)
+            if isinstance(key, dict):  # parsed once per key and process
+                key = self._public[kid] = RSAAlgorithm.from_jwk(json.dumps(key))
+            return key
 
     def current(self) -> SigningKeyRecord:
         currents = [r for r in self.records() if r.status == CURRENT]
@@ -101,6 +103,9 @@ class KeyRing:
         return max(currents, key=lambda r: r.created_at)
 
     def _private_key(self, record: SigningKeyRecord) -> rsa.RSAPrivateKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         key = self._private.get(record.kid)
         if key is None:
             pem = self.envelope_factory().open(record.private_envelope, envelope_context(record.kid))
@@ -110,6 +115,8 @@ class KeyRing:
         return key
 
     def sign(self, claims: dict[str, Any], typ: str) -> str:
+        import jwt
+
         record = self.current()
         headers = {"kid": record.kid, "typ": typ}
         return jwt.encode(claims, self._private_key(record), algorithm=ALGORITHM, headers=headers)
@@ -120,6 +127,10 @@ class KeyRing:
 
     # -- changing (operator commands and the scheduled rotation) --
     def create_key(self, status: str) -> SigningKeyRecord:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from jwt.algorithms import RSAAlgorithm
+
         private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
         kid = new_id()
         public_jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))

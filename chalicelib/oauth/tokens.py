@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-import jwt
-
 from chalicelib.crypto.secrets import new_id
 from chalicelib.oauth.errors import InvalidToken
 
@@ -76,6 +74,8 @@ class AccessTokens:
 
     def verify(self, token: str, audience: str) -> AccessTokenClaims:
         """The token's claims, or InvalidToken. No network, file or database access happens here."""
+        import jwt  # lazily: PyJWT pulls in cryptography, which JWKS and pages never need
+
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("the access token is malformed")
         try:
@@ -139,6 +139,8 @@ class AccessTokens:
 
 
 def _describe(error: Exception) -> str:
+    import jwt
+
     if isinstance(error, jwt.ExpiredSignatureError):
         return "the access token has expired"
     if isinstance(error, jwt.ImmatureSignatureError):

@@ -10,7 +10,6 @@ from urllib.parse import parse_qsl
 
 from chalice import Response
 from chalice.app import Request
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.keyring import NoSigningKey
@@ -114,10 +113,13 @@ def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
     return wrapper
 
 
-_templates: Environment | None = None
+_templates: Any = None
 
 
-def templates() -> Environment:
+def templates() -> Any:
+    """The Jinja2 environment, built on first render (JSON endpoints never pay for Jinja2's import)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     global _templates
     if _templates is None:
         _templates = Environment(
