@@ -14,7 +14,13 @@ import threading
 from typing import Any, Callable, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
 from pynamodb.connection import Connection, TableConnection
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.models import Model
@@ -77,6 +83,7 @@ class Item(_SharedConnectionModel):
     grant_ids = UnicodeSetAttribute(null=True)
     successor_digest = UnicodeAttribute(null=True)
     grace_response = UnicodeAttribute(null=True)
+    disabled = BooleanAttribute(null=True)  # top level so a transaction can condition on a live, enabled user
 
 
 class ApiItem(_SharedConnectionModel):
@@ -134,7 +141,7 @@ def _only_conditions_failed(error: PynamoDBException) -> bool:
 # --- record <-> item -------------------------------------------------------------------------
 
 _NUMBERS = ("expires_at", "used_at", "revoked_at")
-_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response")
+_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response", "disabled")
 
 
 def _item(kind: str, pk: str, sk: str, record: Any) -> Item:
@@ -151,6 +158,8 @@ def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None)
     for name in _TOP_LEVEL:
         if name in names:
             value = getattr(item, name)
+            if value is None and values.get(name) is not None:
+                continue  # an item written before the field moved to the top level
             values[name] = int(value) if value is not None and name in _NUMBERS else value
     if now is not None and not live(values.get("expires_at"), now):
         return None
@@ -287,7 +296,8 @@ class DynamoStore:
     ) -> None:
         """Mark the code used, write the grant, the refresh token and the consent's grant list: all or nothing.
 
-        Raises ConditionFailed when the code was already used or has expired meanwhile.
+        Raises ConditionFailed when the code was already used or has expired meanwhile, or its user is
+        gone or disabled.
         """
         now = self.clock()
         code_item = Item(f"code#{code.code_digest}", "code")
@@ -304,6 +314,17 @@ class DynamoStore:
                 Item(f"user#{grant.user_id}", f"consent#{grant.client_id}"),
                 actions=[Item.grant_ids.add({grant.grant_id}), Item.kind.set("consent")],
             )
+            self._check_user_enabled(transaction, grant.user_id)
+
+    @staticmethod
+    def _check_user_enabled(transaction: TransactWrite, user_id: str) -> None:
+        """The user still exists and is not disabled, checked inside the transaction (no extra read)."""
+        transaction.condition_check(
+            Item,
+            f"user#{user_id}",
+            "user",
+            condition=Item.pk.exists() & (Item.disabled.does_not_exist() | (Item.disabled == False)),  # noqa: E712
+        )
 
     # -- grants --
     @staticmethod
@@ -347,9 +368,10 @@ class DynamoStore:
         new: RefreshTokenRecord,
         grace_response: str,
     ) -> None:
-        """Spend the old token and store its successor in one transaction, while the grant is active.
+        """Spend the old token and store its successor in one transaction, while the grant is active
+        (not revoked, not past its absolute expiry) and its user exists and is enabled.
 
-        Raises ConditionFailed when the old token was spent meanwhile, or the grant was revoked.
+        Raises ConditionFailed when the old token was spent meanwhile, or the grant or user is gone.
         """
         now = self.clock()
         with _translated(), TransactWrite(connection=shared_connection()) as transaction:
@@ -367,8 +389,9 @@ class DynamoStore:
                 Item,
                 f"client#{old.client_id}",
                 f"grant#{old.grant_id}",
-                condition=Item.pk.exists() & Item.revoked_at.does_not_exist(),
+                condition=Item.pk.exists() & Item.revoked_at.does_not_exist() & (Item.expires_at > now),
             )
+            self._check_user_enabled(transaction, old.user_id)
 
     # -- consents --
     def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None:

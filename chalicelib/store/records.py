@@ -147,6 +147,7 @@ class RefreshTokenRecord:
     used_at: int | None = None
     successor_digest: str | None = None
     grace_response: str | None = None  # the rotated response, encrypted under a key only the holder has
+    grant_expires_at: int | None = None  # the grant's absolute expiry, carried so a refresh needs no grant read
 
 
 @dataclass
