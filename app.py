@@ -5,6 +5,7 @@ from chalice import Chalice
 from chalicelib.settings import validate_at_start
 from chalicelib.web import assets, wellknown
 from chalicelib.web import logging as access_logging
+from chalicelib.web import token as token_endpoint
 
 validate_at_start()
 
@@ -12,3 +13,4 @@ app = Chalice(app_name="clipron-oauth")
 app.register_middleware(access_logging.access_log, "http")
 app.register_blueprint(wellknown.bp)
 app.register_blueprint(assets.bp)
+app.register_blueprint(token_endpoint.bp)

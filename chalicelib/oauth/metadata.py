@@ -23,7 +23,7 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
             "scopes_supported": sorted(scopes.CATALOGUE),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,

@@ -1,0 +1,280 @@
+"""The token endpoint's protocol (RFC 6749 §4.1.3, §4.4, §6): one handler per grant type.
+
+Parameters arrive parsed (form body only, no duplicates); the result is the JSON body of a 200, or an
+OAuthError. Order of work: grant type, client authentication (before any code or refresh token is
+read), then the grant. Tokens are signed before the single transaction that records them, and leave
+only after it committed, so a failed write leaves nothing issued.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from chalicelib.crypto.sealing import open_with_token, seal_with_token
+from chalicelib.crypto.secrets import digest, new_token
+from chalicelib.oauth import pkce
+from chalicelib.oauth.clients import ClientDirectory, authenticate, client_credentials
+from chalicelib.oauth.errors import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
+from chalicelib.oauth.scopes import format_scope, parse_scope, resolve
+from chalicelib.oauth.tokens import CLIENT_SUBJECT_PREFIX, AccessTokens
+from chalicelib.settings import Settings
+from chalicelib.store.records import (
+    ClientRecord,
+    CodeRecord,
+    ConditionFailed,
+    GrantRecord,
+    RefreshTokenRecord,
+)
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+MAX_TOKEN_PARAMETER = 256  # codes and refresh tokens are 43 characters; longer values never reach the table
+GRACE_PURPOSE = "clipron-refresh-grace-v1"
+
+
+class TokenStore(Protocol):
+    def get_code(self, code_digest: str, include_used: bool = True) -> CodeRecord | None: ...
+    def redeem_code(self, code: CodeRecord, grant: GrantRecord, refresh_token: RefreshTokenRecord | None) -> None: ...
+    def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None: ...
+    def revoke_grant(self, client_id: str, grant_id: str) -> None: ...
+    def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None: ...
+    def rotate_refresh_token(self, old: RefreshTokenRecord, new: RefreshTokenRecord, grace_response: str) -> None: ...
+
+
+@dataclass
+class TokenEndpoint:
+    store: TokenStore
+    clients: ClientDirectory
+    access_tokens: AccessTokens
+    settings: Settings
+    clock: Callable[[], int]
+
+    def handle(self, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
+        """The RFC 6749 §5.1 body for a token request, or an OAuthError."""
+        grant_type = form.get("grant_type") or None
+        if grant_type is None:
+            raise InvalidRequest("grant_type is required")
+        if grant_type not in GRANT_TYPES:
+            raise UnsupportedGrantType("this server supports authorization_code, refresh_token and client_credentials")
+        client = authenticate(
+            self.clients, client_credentials(authorization, form), self.clock(), self.settings.client_auth_max_failures
+        )
+        if grant_type == "client_credentials" and not client.confidential:
+            raise InvalidClient("client_credentials needs a confidential client")
+        if grant_type not in client.grant_types:
+            raise UnauthorizedClient(f"this client may not use the {grant_type} grant")
+        handler = {
+            "authorization_code": self.authorization_code,
+            "refresh_token": self.refresh_token,
+            "client_credentials": self.client_credentials,
+        }[grant_type]
+        return handler(client, form)
+
+    # -- authorization_code (RFC 6749 §4.1.3, RFC 7636 §4.6) --
+    def authorization_code(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
+        presented = _required(form, "code")
+        verifier = form.get("code_verifier") or None
+        if verifier is not None and not pkce.valid_verifier(verifier):
+            raise InvalidRequest("code_verifier must be 43 to 128 unreserved characters")
+        if len(presented) > MAX_TOKEN_PARAMETER:
+            raise InvalidGrant("the code is invalid, expired or already used")
+        code = self.store.get_code(digest(presented))
+        if code is None:
+            raise InvalidGrant("the code is invalid, expired or already used")
+        # Every binding is checked before reuse: a replay with bad parameters must not revoke (DoS).
+        _check_code_bindings(code, client, form.get("redirect_uri") or None, verifier)
+        if code.used_at is not None:
+            self.store.revoke_grant(code.client_id, code.grant_id)
+            raise InvalidGrant("the code was already used; the tokens issued from it are revoked")
+        scope = _narrowed(form.get("scope"), code.scope)
+        now = self.clock()
+        grant = GrantRecord(
+            grant_id=code.grant_id,
+            client_id=client.client_id,
+            user_id=code.user_id,
+            scope=code.scope,
+            created_at=now,
+            expires_at=now + self.settings.refresh_absolute_seconds,
+            resource=code.resource,
+        )
+        body = self._user_access_token(grant, scope)
+        refresh = None
+        if "refresh_token" in client.grant_types:
+            token = new_token()
+            refresh = self._refresh_record(token, grant.grant_id, grant.client_id, grant.user_id, grant.scope,
+                                           grant.expires_at)
+            body["refresh_token"] = token
+        try:
+            self.store.redeem_code(code, grant, refresh)
+        except ConditionFailed:
+            self._lost_redemption(code)
+        return body
+
+    def _lost_redemption(self, code: CodeRecord) -> None:
+        """The transaction's condition failed: the code was used meanwhile (reuse), expired, or the user is gone."""
+        current = self.store.get_code(code.code_digest)
+        if current is not None and current.used_at is not None:
+            self.store.revoke_grant(code.client_id, code.grant_id)
+            raise InvalidGrant("the code was already used; the tokens issued from it are revoked")
+        raise InvalidGrant("the code is invalid, expired or already used")
+
+    # -- refresh_token (RFC 6749 §6, RFC 9700 §4.14.2) --
+    def refresh_token(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
+        presented = _required(form, "refresh_token")
+        requested = form.get("scope") or None
+        if len(presented) > MAX_TOKEN_PARAMETER:
+            raise InvalidGrant("the refresh token is invalid or expired")
+        record = self.store.get_refresh_token(digest(presented))
+        if record is None:  # absent, or past its idle/absolute expiry (a grace never revives it)
+            raise InvalidGrant("the refresh token is invalid or expired")
+        if record.client_id != client.client_id:  # foreign client: refused, the family is left alone
+            raise InvalidGrant("the refresh token was not issued to this client")
+        if record.used_at is not None:
+            return self._repeated_refresh(record, presented, requested)
+        scope = _narrowed(requested, record.scope)
+        now = self.clock()
+        absolute = record.grant_expires_at or self._grant_expiry(record)
+        grant = GrantRecord(record.grant_id, record.client_id, record.user_id, record.scope, now, absolute)
+        body = self._user_access_token(grant, scope)
+        token = new_token()
+        successor = self._refresh_record(token, record.grant_id, record.client_id, record.user_id, record.scope,
+                                         absolute)
+        body["refresh_token"] = token
+        sealed = _seal_grace(presented, body, requested, now + body["expires_in"])
+        try:
+            self.store.rotate_refresh_token(record, successor, sealed)
+        except ConditionFailed:
+            current = self.store.get_refresh_token(record.token_digest)
+            if current is not None and current.used_at is not None:  # lost the race to a concurrent refresh
+                return self._repeated_refresh(current, presented, requested)
+            raise InvalidGrant("the refresh token is invalid or expired, or its grant was revoked") from None
+        return body
+
+    def _repeated_refresh(self, record: RefreshTokenRecord, presented: str, requested: str | None) -> dict[str, Any]:
+        """A rotated token again: the same response within the grace window, otherwise reuse revokes the grant."""
+        now = self.clock()
+        assert record.used_at is not None
+        if now < record.used_at + self.settings.refresh_grace_seconds and record.grace_response:
+            replay = self._grace_replay(record, presented, requested, now)
+            if replay is not None:
+                return replay
+        self.store.revoke_grant(record.client_id, record.grant_id)
+        raise InvalidGrant("the refresh token was already used; its grant is revoked")
+
+    def _grace_replay(
+        self, record: RefreshTokenRecord, presented: str, requested: str | None, now: int
+    ) -> dict[str, Any] | None:
+        """The sealed response, when its successor is unused and the grant active; None means reuse."""
+        successor = self.store.get_refresh_token(record.successor_digest) if record.successor_digest else None
+        if successor is None or successor.used_at is not None:
+            return None
+        grant = self.store.get_grant(record.client_id, record.grant_id)
+        if grant is None or not grant.active(now):
+            raise InvalidGrant("the grant of this refresh token was revoked or has expired")
+        opened = open_with_token(presented, GRACE_PURPOSE, record.grace_response or "")
+        if opened is None:
+            return None
+        sealed = json.loads(opened)
+        if sealed["requested_scope"] != requested:  # a different request is not a repeat; nothing is issued
+            raise InvalidGrant("the refresh token was already used")
+        body = dict(sealed["body"])
+        body["expires_in"] = max(0, int(sealed["access_expires_at"]) - now)
+        return body
+
+    def _grant_expiry(self, record: RefreshTokenRecord) -> int:
+        """Tokens written without the grant's absolute expiry: read it from the grant."""
+        grant = self.store.get_grant(record.client_id, record.grant_id)
+        if grant is None or not grant.active(self.clock()):
+            raise InvalidGrant("the grant of this refresh token was revoked or has expired")
+        return grant.expires_at
+
+    # -- client_credentials (RFC 6749 §4.4) --
+    def client_credentials(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
+        scope = format_scope(resolve(form.get("scope") or None, client.scopes))
+        issued = self.access_tokens.issue(
+            sub=CLIENT_SUBJECT_PREFIX + client.client_id,
+            client_id=client.client_id,
+            scope=scope,
+            audience=self.settings.api_audience,
+            grant_id=None,  # no grant: nothing to refresh or revoke as a family; the token lives until exp
+        )
+        return {"access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "scope": scope}
+
+    # -- shared --
+    def _user_access_token(self, grant: GrantRecord, scope: str) -> dict[str, Any]:
+        issued = self.access_tokens.issue(
+            sub=grant.user_id,
+            client_id=grant.client_id,
+            scope=scope,
+            audience=self.settings.api_audience,
+            grant_id=grant.grant_id,
+        )
+        return {"access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "scope": scope}
+
+    def _refresh_record(
+        self, token: str, grant_id: str, client_id: str, user_id: str, scope: str, absolute: int
+    ) -> RefreshTokenRecord:
+        now = self.clock()
+        return RefreshTokenRecord(
+            token_digest=digest(token),
+            grant_id=grant_id,
+            client_id=client_id,
+            user_id=user_id,
+            scope=scope,
+            issued_at=now,
+            expires_at=min(now + self.settings.refresh_idle_seconds, absolute),
+            grant_expires_at=absolute,
+        )
+
+
+def _required(form: dict[str, str], name: str) -> str:
+    value = form.get(name) or None
+    if value is None:
+        raise InvalidRequest(f"{name} is required")
+    return value
+
+
+def _check_code_bindings(
+    code: CodeRecord, client: ClientRecord, redirect_uri: str | None, verifier: str | None
+) -> None:
+    if code.client_id != client.client_id:
+        raise InvalidGrant("the code was not issued to this client")
+    if code.redirect_uri_given and redirect_uri is None:
+        raise InvalidRequest("redirect_uri is required: the authorization request carried one")
+    if redirect_uri is not None and redirect_uri != code.redirect_uri:
+        raise InvalidGrant("redirect_uri differs from the authorization request")
+    if code.code_challenge is None:
+        if verifier is not None:  # PKCE downgrade (RFC 9700 §4.8.2)
+            raise InvalidRequest("code_verifier was sent but the authorization request had no code_challenge")
+        return
+    if verifier is None:
+        raise InvalidGrant("code_verifier is required")
+    if not pkce.verifier_matches(verifier, code.code_challenge):
+        raise InvalidGrant("code_verifier does not match the code_challenge")
+
+
+def _narrowed(requested: str | None, granted: str) -> str:
+    """The requested scope when it stays within the granted one (RFC 6749 §6); the granted scope by default."""
+    scopes = parse_scope(requested)
+    if scopes is None:
+        return granted
+    allowed = granted.split()
+    wider = [s for s in scopes if s not in allowed]
+    if wider:
+        raise InvalidScope(f"the scope {wider[0]} exceeds what was granted")
+    return format_scope(scopes)
+
+
+def _seal_grace(presented: str, body: dict[str, Any], requested: str | None, access_expires_at: int) -> str:
+    """The response, encrypted under a key derived from the presented refresh token (only its holder has it)."""
+    payload = {"body": body, "requested_scope": requested, "access_expires_at": access_expires_at}
+    return seal_with_token(presented, GRACE_PURPOSE, json.dumps(payload, separators=(",", ":")).encode())
+

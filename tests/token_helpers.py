@@ -1,0 +1,181 @@
+"""Fixtures for the token endpoint's tests: clients, a user and codes written straight to the store
+(as /authorize would), and small helpers to call POST /token through chalice's test client."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote_plus, urlencode
+
+import pytest
+
+from chalicelib import clock
+from chalicelib.crypto.secrets import digest, new_id, new_token
+from chalicelib.store.records import ClientRecord, ClientSecret, CodeRecord, UserRecord
+
+V = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"  # RFC 7636 App. B
+CH = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+ALL = "read:analysis read:project write:analysis write:project"
+CODE_FLOW = ["authorization_code", "refresh_token"]
+
+
+@dataclass
+class Client:
+    client_id: str
+    secret: str | None
+    redirect_uris: list[str]
+    record: ClientRecord
+
+
+@dataclass
+class World:
+    services: Any
+    user_id: str
+    clients: dict[str, Client] = field(default_factory=dict)
+
+    @property
+    def store(self):
+        return self.services.store
+
+    def add_client(
+        self,
+        name: str,
+        redirect_uris: list[str],
+        method: str = "client_secret_basic",
+        grant_types: list[str] | None = None,
+        scopes: str = ALL,
+        secret: str | None = None,
+    ) -> Client:
+        secret = None if method == "none" else (secret or new_token())
+        record = ClientRecord(
+            client_id=new_id("app_"),
+            name=name,
+            redirect_uris=redirect_uris,
+            scopes=scopes.split(),
+            grant_types=grant_types if grant_types is not None else list(CODE_FLOW),
+            auth_method=method,
+            secrets=[ClientSecret(digest(secret))] if secret else [],
+            created_at=clock.now(),
+        )
+        self.store.create_client(record)
+        client = self.clients[name] = Client(record.client_id, secret, redirect_uris, record)
+        return client
+
+    def issue_code(
+        self,
+        client: Client,
+        *,
+        redirect_uri: str | None = None,
+        redirect_uri_given: bool = True,
+        challenge: str | None = CH,
+        scope: str = "read:analysis write:analysis",
+        user_id: str | None = None,
+        lifetime: int = 60,
+    ) -> str:
+        """A code as /authorize issues it: only its digest is stored, bound to client, URI, user and PKCE."""
+        code = new_token()
+        now = clock.now()
+        self.store.put_code(
+            CodeRecord(
+                code_digest=digest(code),
+                client_id=client.client_id,
+                redirect_uri=redirect_uri or client.redirect_uris[0],
+                redirect_uri_given=redirect_uri_given,
+                user_id=user_id or self.user_id,
+                scope=scope,
+                code_challenge=challenge,
+                grant_id=new_id("gr_"),
+                auth_time=now,
+                expires_at=now + lifetime,
+            )
+        )
+        return code
+
+
+def make_world(services) -> World:
+    user = UserRecord(new_id("usr_"), f"{new_id()}@example.com".lower(), "not-a-real-hash", clock.now())
+    services.store.create_user(user)
+    world = World(services, user.user_id)
+    world.add_client("C1", ["https://c1.example/cb"])
+    world.add_client("C2", ["https://c2.example/cb"])
+    world.add_client("P1", ["http://127.0.0.1/cb"], method="none")
+    world.add_client("P2", ["http://127.0.0.1/cb2"], method="none")
+    world.add_client("M1", ["https://m1.example/a", "https://m1.example/b"])
+    world.add_client("POST1", ["https://post.example/cb"], method="client_secret_post")
+    world.add_client("NORT", ["https://nort.example/cb"], grant_types=["authorization_code"])
+    world.add_client("CC1", [], grant_types=["client_credentials"], scopes="read:analysis read:project")
+    return world
+
+
+@pytest.fixture
+def world(aws) -> World:
+    return make_world(aws)
+
+
+def basic(client_id: str, secret: str | None, scheme: str = "Basic") -> dict[str, str]:
+    """RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined and base64-encoded."""
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret or '')}".encode()
+    return {"Authorization": f"{scheme} {base64.b64encode(raw).decode()}"}
+
+
+def auth_for(client: Client) -> dict[str, str]:
+    return basic(client.client_id, client.secret) if client.record.auth_method == "client_secret_basic" else {}
+
+
+def body_auth(client: Client) -> dict[str, str]:
+    if client.record.auth_method == "client_secret_post":
+        return {"client_id": client.client_id, "client_secret": client.secret or ""}
+    if client.record.auth_method == "none":
+        return {"client_id": client.client_id}
+    return {}
+
+
+def post_token(http, params: dict[str, str] | list[tuple[str, str]] | bytes | str, headers: dict[str, str] | None = None,
+               path: str = "/token"):
+    body = params if isinstance(params, (bytes, str)) else urlencode(params)
+    return http.post(path, headers={**FORM, **(headers or {})}, body=body)
+
+
+def exchange(http, client: Client, code: str, **overrides: str | None):
+    """TK: the authorization_code request with the client's registered authentication."""
+    params: dict[str, str | None] = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": client.redirect_uris[0],
+        "code_verifier": V,
+        **body_auth(client),
+    }
+    params.update(overrides)
+    return post_token(http, {k: v for k, v in params.items() if v is not None}, auth_for(client))
+
+
+def refresh(http, client: Client, refresh_token: str, **overrides: str | None):
+    """RF: the refresh_token request with the client's registered authentication."""
+    params: dict[str, str | None] = {"grant_type": "refresh_token", "refresh_token": refresh_token,
+                                     **body_auth(client)}
+    params.update(overrides)
+    return post_token(http, {k: v for k, v in params.items() if v is not None}, auth_for(client))
+
+
+def body(response) -> dict[str, Any]:
+    return json.loads(response.body)
+
+
+def assert_error(response, status: int, error: str) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.body)
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"
+    payload = body(response)
+    assert payload["error"] == error, payload
+    return payload
+
+
+def tokens_of(response) -> dict[str, Any]:
+    assert response.status_code == 200, (response.status_code, response.body)
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"
+    return body(response)
