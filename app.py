@@ -2,6 +2,7 @@
 
 from chalice import Chalice
 
+from chalicelib import jobs
 from chalicelib.settings import validate_at_start
 from chalicelib.web import assets, wellknown
 from chalicelib.web import logging as access_logging
@@ -14,3 +15,4 @@ app.register_middleware(access_logging.access_log, "http")
 app.register_blueprint(wellknown.bp)
 app.register_blueprint(assets.bp)
 app.register_blueprint(token_endpoint.bp)
+app.register_blueprint(jobs.bp)

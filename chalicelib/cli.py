@@ -31,11 +31,11 @@ class CliError(Exception):
     """A clear, one-line failure of an operator command."""
 
 
-def stage_environment(stage: str, environ: dict[str, str]) -> dict[str, str]:
+def stage_environment(stage: str, environ: dict[str, str], config_file: Path = CONFIG_FILE) -> dict[str, str]:
     """The stage's environment_variables from .chalice/config.json, overridden by the real environment."""
     values: dict[str, str] = {}
-    if CONFIG_FILE.exists():
-        config = json.loads(CONFIG_FILE.read_text())
+    if config_file.exists():
+        config = json.loads(config_file.read_text())
         values.update(config.get("environment_variables", {}))
         values.update(config.get("stages", {}).get(stage, {}).get("environment_variables", {}))
     values.update(environ)
@@ -44,16 +44,24 @@ def stage_environment(stage: str, environ: dict[str, str]) -> dict[str, str]:
 
 
 def _services(args: argparse.Namespace) -> wiring.Services:
-    settings = load_settings(stage_environment(args.stage, dict(os.environ)))
+    chalice_dir = getattr(args, "chalice_dir", None)
+    config_file = chalice_dir / "config.json" if chalice_dir else CONFIG_FILE
+    settings = load_settings(stage_environment(args.stage, dict(os.environ), config_file))
     services = wiring.build(settings)
     wiring._services = services  # the CLI's process serves one stage
     return services
 
 
 def cmd_provision(args: argparse.Namespace) -> None:
-    from chalicelib.provision import provision
+    from chalicelib.provision import provision, provision_stage
 
-    changes = provision(_services(args))
+    services = _services(args)
+    if args.stage == "local":
+        changes = provision(services)
+    else:
+        if not (args.chalice_dir / "config.json").exists():
+            raise CliError(f"no config.json in {args.chalice_dir}")
+        changes = provision_stage(services, args.chalice_dir)
     print("\n".join(changes) if changes else "nothing to change: tables, TTL, KMS key and signing keys exist")
 
 
@@ -124,7 +132,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    command("provision", cmd_provision, "create the tables (TTL on), the KMS key and the signing keys if absent")
+    provision = command("provision", cmd_provision,
+                        "create the tables (TTL on), the KMS key and the signing keys if absent; for dev/prod, "
+                        "record their names and ARNs in the stage's config and IAM policy files")
+    provision.add_argument("--chalice-dir", type=Path, default=CONFIG_FILE.parent,
+                           help="the .chalice directory to read and update (default: the project's)")
     user = command("create-user", cmd_create_user, "create a Clipron account")
     user.add_argument("--email", required=True)
     secret = user.add_mutually_exclusive_group()

@@ -1,0 +1,35 @@
+"""Scheduled jobs. Each gets its own Lambda function (and, with autogen_policy false, its own IAM role).
+
+rotate_signing_keys runs KeyRing.rotate, the same call as `python -m chalicelib.cli rotate-keys`:
+next -> current, current -> retired, a fresh next, and keys retired longer than the longest
+access-token lifetime plus the JWKS cache margin are dropped. Rotating needs no redeploy: the API
+function reads the ring from the table (cached `KEY_CACHE_SECONDS`) and keeps verifying tokens
+signed with the retired key while it is still published.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from chalice import Blueprint, Rate
+
+from chalicelib import wiring
+
+# Every 30 days. The next key is published a whole period before it signs, far longer than any
+# JWKS cache; change ROTATION_DAYS and redeploy to change the cadence (the rule is infrastructure).
+ROTATION_DAYS = 30
+ROTATION_FUNCTION = "rotate_signing_keys"
+
+bp = Blueprint(__name__)
+log = logging.getLogger("clipron.oauth.jobs")
+log.setLevel(logging.INFO)  # the Lambda runtime's root logger stops at WARNING
+
+
+@bp.schedule(Rate(ROTATION_DAYS, unit=Rate.DAYS), name=ROTATION_FUNCTION)
+def rotate_signing_keys(event: Any) -> dict[str, Any]:
+    """Rotate the signing keys; logs and returns key ids only (never key material)."""
+    result = wiring.services().keyring.rotate()
+    log.info(json.dumps({"job": ROTATION_FUNCTION, **result}, separators=(",", ":")))
+    return result

@@ -1,0 +1,160 @@
+"""Generate the CloudFormation merge templates (infra/<stage>.json) from the code that defines them.
+
+One source of truth: the tables come from chalicelib/store/schema.py, the IAM actions from the
+hand-written .chalice/policy-*.json (only their resources are swapped for references to the
+stack's own tables, key and log groups), the stage values from .chalice/config.json.
+
+    python infra/template.py          # rewrite infra/dev.json and infra/prod.json
+    python infra/template.py --check  # exit 1 if a committed template differs from the code
+
+Then `chalice package --stage prod --merge-template infra/prod.json out/` writes one SAM template.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from chalicelib.provision import (  # noqa: E402
+    APP_NAME,
+    KEY_SID,
+    LOGS_SID,
+    POLICY_FILES,
+    TABLES_SID,
+)
+from chalicelib.store.schema import table_definitions  # noqa: E402
+
+STAGES = ("dev", "prod")
+KEY = "SigningKeyEnvelopeKey"
+# chalice's CloudFormation names for what it generates (chalice/package.py, to_cfn_resource_name)
+CHALICE_NAMES = {
+    "api_handler": ("APIHandler", "ApiHandlerRole", "ApiHandlerLogGroup"),
+    "rotate_signing_keys": ("RotateSigningKeys", "RotateSigningKeysRole", "RotateSigningKeysLogGroup"),
+}
+
+
+def _arn(logical_name: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_name, "Arn"]}
+
+
+def _stage_config(stage: str) -> dict[str, Any]:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return {**config.get("environment_variables", {}), **config["stages"][stage]["environment_variables"]}
+
+
+def _kms_key(stage: str) -> dict[str, Any]:
+    return {
+        "Type": "AWS::KMS::Key",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "Description": f"Clipron OAuth {stage}: envelope encryption of signing keys",
+            "KeySpec": "SYMMETRIC_DEFAULT",
+            "KeyUsage": "ENCRYPT_DECRYPT",
+            "EnableKeyRotation": True,
+            "KeyPolicy": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        # the account administers the key through IAM; the functions' roles name
+                        # their own narrow kms actions on this key's ARN
+                        "Sid": "AccountAdministersThroughIam",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+                        "Action": "kms:*",
+                        "Resource": "*",
+                    }
+                ],
+            },
+            "Tags": [{"Key": "app", "Value": APP_NAME}, {"Key": "stage", "Value": stage}],
+        },
+    }
+
+
+def _role_policy(stage: str, pattern: str, function: str, tables: tuple[str, ...], logical: dict[str, str]) -> Any:
+    """The hand-written policy's statements with resources pointing at this stack's resources."""
+    document = json.loads((ROOT / ".chalice" / pattern.format(stage=stage)).read_text())
+    account = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+    log_group = f"{account}:log-group:{_log_group(stage, function)}:*"
+    resources = {
+        TABLES_SID: [_arn(logical[variable]) for variable in tables],
+        KEY_SID: [_arn(KEY)],
+        LOGS_SID: [{"Fn::Sub": log_group}],
+    }
+    statements = [{**s, "Resource": resources[s["Sid"]]} for s in document["Statement"]]
+    role = CHALICE_NAMES[function][1]
+    return [{"PolicyName": f"{role}Policy", "PolicyDocument": {**document, "Statement": statements}}]
+
+
+def _log_group(stage: str, function: str) -> str:
+    return f"/aws/lambda/{APP_NAME}-{stage}-{function}"
+
+
+def merge_template(stage: str) -> dict[str, Any]:
+    environment = _stage_config(stage)
+    tables = table_definitions(environment["OAUTH_TABLE"], environment["API_TABLE"])
+    logical = dict(zip(("OAUTH_TABLE", "API_TABLE"), (t.logical_name for t in tables), strict=True))
+    resources: dict[str, Any] = {t.logical_name: t.cloudformation() for t in tables}
+    resources[KEY] = _kms_key(stage)
+    resources[f"{KEY}Alias"] = {
+        "Type": "AWS::KMS::Alias",
+        "Properties": {"AliasName": f"alias/{APP_NAME}-{stage}", "TargetKeyId": {"Ref": KEY}},
+    }
+    variables = {
+        "OAUTH_TABLE": {"Ref": logical["OAUTH_TABLE"]},
+        "API_TABLE": {"Ref": logical["API_TABLE"]},
+        "KMS_KEY_ID": _arn(KEY),
+    }
+    for pattern, (function, function_tables) in POLICY_FILES.items():
+        function_name, role_name, log_group_name = CHALICE_NAMES[function]
+        # a fixed function name (chalice deploy's naming) lets the role name its log group without a cycle
+        resources[function_name] = {
+            "Properties": {
+                "FunctionName": f"{APP_NAME}-{stage}-{function}",
+                "Environment": {"Variables": variables},
+            }
+        }
+        resources[role_name] = {
+            "Properties": {"Policies": _role_policy(stage, pattern, function, function_tables, logical)}
+        }
+        resources[log_group_name] = {"Properties": {"LogGroupName": _log_group(stage, function)}}
+    outputs = {
+        "OAuthTableName": {"Value": {"Ref": logical["OAUTH_TABLE"]}},
+        "ApiTableName": {"Value": {"Ref": logical["API_TABLE"]}},
+        "SigningKeyEnvelopeKeyArn": {"Value": _arn(KEY)},
+    }
+    return {"Resources": resources, "Outputs": outputs}
+
+
+def template_path(stage: str) -> Path:
+    return ROOT / "infra" / f"{stage}.json"
+
+
+def render(stage: str) -> str:
+    return json.dumps(merge_template(stage), indent=2) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for stage in STAGES:
+        path, text = template_path(stage), render(stage)
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print(f"stale: {', '.join(stale)} (run python infra/template.py)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
