@@ -10,6 +10,7 @@ from typing import Any, Callable
 from chalice.app import Request, Response
 
 log = logging.getLogger("clipron.oauth.access")
+log.setLevel(logging.INFO)  # the Lambda runtime leaves the root logger at WARNING; these lines are the point
 
 
 def request_id(request: Request) -> str:
