@@ -4,7 +4,9 @@ from chalice import Chalice
 
 from chalicelib import jobs
 from chalicelib.settings import validate_at_start
+from chalicelib.web import api as resource_api
 from chalicelib.web import assets, wellknown
+from chalicelib.web import lifecycle as token_lifecycle
 from chalicelib.web import logging as access_logging
 from chalicelib.web import token as token_endpoint
 
@@ -14,5 +16,7 @@ app = Chalice(app_name="clipron-oauth")
 app.register_middleware(access_logging.access_log, "http")
 app.register_blueprint(wellknown.bp)
 app.register_blueprint(assets.bp)
+app.register_blueprint(token_lifecycle.bp)
+app.register_blueprint(resource_api.bp)
 app.register_blueprint(token_endpoint.bp)
 app.register_blueprint(jobs.bp)

@@ -8,10 +8,14 @@ from chalicelib.oauth import scopes
 from chalicelib.settings import Settings
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+# introspection answers confidential clients only (oauth/introspection.py)
+INTROSPECTION_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 ENDPOINTS = {
     "authorization_endpoint": "/authorize",
     "token_endpoint": "/token",
     "jwks_uri": "/.well-known/jwks.json",
+    "revocation_endpoint": "/revoke",
+    "introspection_endpoint": "/introspect",
 }
 
 
@@ -25,6 +29,8 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
         }

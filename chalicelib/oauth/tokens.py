@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -15,6 +18,9 @@ MAX_TOKEN_LENGTH = 4096
 CLIENT_SUBJECT_PREFIX = "client:"  # client_credentials `sub`: a namespace users' ids never use
 _ACCEPTED_TYP = {"at+jwt", "application/at+jwt"}
 _UNSUPPORTED_HEADERS = ("crit", "jku", "x5u", "jwk", "x5c")
+# three unpadded base64url segments, nothing else: padding or extra segments would let one token
+# take several spellings (RFC 8725 §3)
+_COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 
 
 class Signer(Protocol):
@@ -72,12 +78,18 @@ class AccessTokens:
         token = self.signer.sign(claims, ACCESS_TOKEN_TYP)
         return IssuedAccessToken(token, jti, self.lifetime, now + self.lifetime)
 
-    def verify(self, token: str, audience: str) -> AccessTokenClaims:
-        """The token's claims, or InvalidToken. No network, file or database access happens here."""
+    def verify(self, token: str, audience: str | None, *, allow_expired: bool = False) -> AccessTokenClaims:
+        """The token's claims, or InvalidToken. No network, file or database access happens here.
+
+        `audience=None` accepts any audience and `allow_expired` skips the expiry check: only for the
+        issuer answering about its own tokens (introspection reports `aud`; revocation of an expired
+        token still ends its grant). A resource server always passes its own audience.
+        """
         import jwt  # lazily: PyJWT pulls in cryptography, which JWKS and pages never need
 
-        if not token or len(token) > MAX_TOKEN_LENGTH:
+        if not token or len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.match(token):
             raise InvalidToken("the access token is malformed")
+        _reject_duplicate_members(token)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -100,6 +112,7 @@ class AccessTokens:
                 options={
                     "require": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"],
                     "strict_aud": True,
+                    "verify_aud": audience is not None,
                     # time claims are checked below against the one clock every layer reads
                     "verify_exp": False,
                     "verify_iat": False,
@@ -110,7 +123,9 @@ class AccessTokens:
             raise InvalidToken(_describe(error)) from None
         except (ValueError, TypeError, json.JSONDecodeError):
             raise InvalidToken("the access token is malformed") from None
-        self._check_times(claims)
+        if not isinstance(claims["aud"], str):
+            raise InvalidToken("the access token is not meant for this resource")
+        self._check_times(claims, allow_expired)
         return AccessTokenClaims(
             sub=str(claims["sub"]),
             client_id=str(claims["client_id"]),
@@ -124,7 +139,7 @@ class AccessTokens:
         )
 
 
-    def _check_times(self, claims: dict[str, Any]) -> None:
+    def _check_times(self, claims: dict[str, Any], allow_expired: bool = False) -> None:
         now = self.clock()
         try:
             exp, iat, nbf = int(claims["exp"]), int(claims["iat"]), int(claims.get("nbf", claims["iat"]))
@@ -132,10 +147,27 @@ class AccessTokens:
             raise InvalidToken("the access token is malformed") from None
         if not isinstance(claims.get("scope", ""), str):
             raise InvalidToken("the access token is malformed")
-        if now >= exp:  # F-09: at exp the token is expired; leeway only forgives clocks ahead
+        if now >= exp and not allow_expired:  # F-09: at exp the token is expired; leeway only forgives clocks ahead
             raise InvalidToken("the access token has expired")
         if iat > now + LEEWAY_SECONDS or nbf > now + LEEWAY_SECONDS:
             raise InvalidToken("the access token is not yet valid")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    if len(names) != len(set(names)):
+        raise ValueError("duplicate member")
+    return dict(pairs)
+
+
+def _reject_duplicate_members(token: str) -> None:
+    """A header or payload naming a member twice is refused: parsers disagree on which one wins."""
+    for segment in token.split(".")[:2]:
+        try:
+            raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+            json.loads(raw, object_pairs_hook=_no_duplicates)
+        except (binascii.Error, ValueError):
+            raise InvalidToken("the access token is malformed") from None
 
 
 def _describe(error: Exception) -> str:

@@ -358,6 +358,10 @@ class DynamoStore:
     def _refresh_item(token: RefreshTokenRecord) -> Item:
         return _item("refresh", f"rt#{token.token_digest}", "rt", token)
 
+    def put_refresh_token(self, token: RefreshTokenRecord) -> None:
+        """Store a new refresh token on its own (operator tools and tests; grants use the transactions)."""
+        self._put_new(self._refresh_item(token))
+
     def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None:
         """The token even when already rotated (reuse detection); None when absent or expired."""
         return _record(RefreshTokenRecord, self._get(f"rt#{token_digest}", "rt"), self.clock())

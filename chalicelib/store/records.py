@@ -54,6 +54,7 @@ class ClientRecord:
     registration_token_digest: str | None = None
     created_at: int = 0
     disabled: bool = False
+    resource_server: bool = False  # operator-flagged: may introspect tokens of every client
 
     @property
     def confidential(self) -> bool:

@@ -1,0 +1,106 @@
+"""What the /v1 endpoints do once the bearer check has passed: validate input, read and write the user's data."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalicelib.crypto.secrets import new_id
+from chalicelib.store.api_store import AnalysisRecord, ApiStore, ProjectRecord
+
+MAX_BODY_BYTES = 16 * 1024
+NAME_LIMIT = 100
+DESCRIPTION_LIMIT = 1000
+PROJECT_FIELDS = ("name", "description")
+
+
+class InvalidInput(Exception):
+    """The request body is not what the endpoint accepts (400, with a message naming the problem)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": "invalid_request", "error_description": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+def json_object(content_type: str | None, raw: bytes | None) -> dict[str, Any]:
+    """A JSON object body, strictly: application/json, UTF-8, bounded, an object at the top."""
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        raise InvalidInput("the request body must be application/json")
+    raw = raw or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidInput("the request body is too large")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("the request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    return value
+
+
+def _text(payload: dict[str, Any], name: str, limit: int, required: bool) -> str:
+    value = payload.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string", name)
+    if required and not value.strip():
+        raise InvalidInput(f"{name} is required (1 to {limit} characters)", name)
+    if len(value) > limit:
+        raise InvalidInput(f"{name} must be at most {limit} characters", name)
+    return value.strip()
+
+
+def create_project(store: ApiStore, user_id: str, payload: dict[str, Any], now: int) -> dict[str, Any]:
+    unknown = sorted(set(payload) - set(PROJECT_FIELDS))
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]} (accepted: {', '.join(PROJECT_FIELDS)})", unknown[0])
+    project = ProjectRecord(
+        project_id=new_id("prj_"),
+        user_id=user_id,
+        name=_text(payload, "name", NAME_LIMIT, required=True),
+        description=_text(payload, "description", DESCRIPTION_LIMIT, required=False),
+        created_at=now,
+    )
+    store.put_project(project)
+    return project_view(project)
+
+
+def list_analyses(store: ApiStore, user_id: str) -> list[dict[str, Any]]:
+    return [analysis_view(a) for a in sorted(store.list_analyses(user_id), key=lambda a: -a.created_at)]
+
+
+def project_view(project: ProjectRecord) -> dict[str, Any]:
+    return {
+        "id": project.project_id,
+        "name": project.name,
+        "description": project.description,
+        "created_at": project.created_at,
+    }
+
+
+def analysis_view(analysis: AnalysisRecord) -> dict[str, Any]:
+    return {
+        "id": analysis.analysis_id,
+        "repository": analysis.repository,
+        "status": analysis.status,
+        "summary": analysis.summary,
+        "created_at": analysis.created_at,
+    }
+
+
+def seed_demo_analyses(store: ApiStore, user_id: str, now: int) -> None:
+    """Two analyses for the local run's demo user, so GET /v1/analyses has something to show."""
+    demos = [
+        ("github.com/clipron/demo-service", "completed", "12 findings: 2 high, 4 medium, 6 low"),
+        ("github.com/clipron/demo-web", "running", "analysis in progress"),
+    ]
+    for offset, (repository, status, summary) in enumerate(demos):
+        store.put_analysis(AnalysisRecord(new_id("ana_"), user_id, repository, status, summary, now - 3600 * offset))

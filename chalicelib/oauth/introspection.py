@@ -1,0 +1,101 @@
+"""RFC 7662 token introspection: is this token active, and what does it carry?
+
+Who may ask: confidential clients only (public clients cannot keep a secret, so anyone could
+pose as one). A client learns about its own tokens; a client the operator flagged as a resource
+server (`ClientRecord.resource_server`) learns about every client's tokens. Any other token reads
+as `{"active": false}`, exactly like an unknown one, so introspection is no oracle for other
+clients' tokens.
+
+Cost: an access token is verified offline (signature, issuer, type, times), then its grant is read
+by key with one consistent GetItem (revocation must be visible); a client_credentials token has no
+grant and needs no read. A refresh token costs two reads (the token, then its grant).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from chalicelib.crypto.secrets import digest
+from chalicelib.oauth.errors import InvalidClient, InvalidToken
+from chalicelib.oauth.tokens import MAX_TOKEN_LENGTH, AccessTokens
+from chalicelib.store.dynamo import DynamoStore
+from chalicelib.store.records import ClientRecord
+
+ACCESS_TOKEN_TYPE = "Bearer"
+REFRESH_TOKEN_TYPE = "refresh_token"
+
+
+def inactive() -> dict[str, Any]:
+    """RFC 7662 §2.2: nothing but `active: false`, whatever the reason."""
+    return {"active": False}
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Refresh tokens and codes are base64url (no dot); an access token is a compact JWS (two dots).
+
+    Telling them apart by shape means the hint never decides the outcome (RFC 7009 §2.1: a server
+    that detects the type itself MAY ignore it), and an access token never costs a refresh-token read.
+    """
+    return token.count(".") == 2
+
+
+def may_inspect(caller: ClientRecord, token_client_id: str) -> bool:
+    return caller.resource_server or caller.client_id == token_client_id
+
+
+class Introspector:
+    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, clock: Callable[[], int]) -> None:
+        self.store = store
+        self.access_tokens = access_tokens
+        self.clock = clock
+
+    def introspect(self, caller: ClientRecord, token: str) -> dict[str, Any]:
+        if not caller.confidential:
+            raise InvalidClient("public clients cannot introspect tokens")
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return inactive()
+        if looks_like_jwt(token):
+            return self._access_token(caller, token)
+        return self._refresh_token(caller, token)
+
+    def _grant_active(self, client_id: str, grant_id: str) -> bool:
+        grant = self.store.get_grant(client_id, grant_id)
+        return grant is not None and grant.active(self.clock())
+
+    def _access_token(self, caller: ClientRecord, token: str) -> dict[str, Any]:
+        try:
+            claims = self.access_tokens.verify(token, audience=None)
+        except InvalidToken:
+            return inactive()
+        if not may_inspect(caller, claims.client_id):
+            return inactive()
+        if claims.grant_id is not None and not self._grant_active(claims.client_id, claims.grant_id):
+            return inactive()
+        return {
+            "active": True,
+            "scope": " ".join(claims.scope),
+            "client_id": claims.client_id,
+            "sub": claims.sub,
+            "aud": claims.aud,
+            "iss": claims.iss,
+            "exp": claims.exp,
+            "iat": claims.iat,
+            "jti": claims.jti,
+            "token_type": ACCESS_TOKEN_TYPE,
+        }
+
+    def _refresh_token(self, caller: ClientRecord, token: str) -> dict[str, Any]:
+        record = self.store.get_refresh_token(digest(token))  # None when unknown or expired
+        if record is None or record.used_at is not None or not may_inspect(caller, record.client_id):
+            return inactive()
+        if not self._grant_active(record.client_id, record.grant_id):
+            return inactive()
+        return {
+            "active": True,
+            "scope": record.scope,
+            "client_id": record.client_id,
+            "sub": record.user_id,
+            "exp": record.expires_at,
+            "iat": record.issued_at,
+            "token_type": REFRESH_TOKEN_TYPE,
+        }

@@ -1,0 +1,101 @@
+"""The Clipron API as an OAuth protected resource: the bearer check (RFC 6750) and its metadata (RFC 9728).
+
+Access tokens are validated offline against the cached key ring: no DynamoDB or KMS call per
+request. The price: a token of a revoked grant keeps working here until it expires (at most
+ACCESS_TOKEN_SECONDS); introspection answers revocation at the cost of one DynamoDB read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.oauth.errors import InsufficientScope, InvalidToken, OAuthError
+from chalicelib.oauth.scopes import CATALOGUE
+from chalicelib.oauth.tokens import AccessTokenClaims, AccessTokens
+from chalicelib.settings import Settings
+
+REALM = "clipron"
+METADATA_PATH = "/.well-known/oauth-protected-resource/v1"
+_BEARER = "bearer"
+
+
+class MissingToken(InvalidToken):
+    """No bearer credentials at all: RFC 6750 §3.1 says the challenge then carries no error code."""
+
+    def __init__(self) -> None:
+        super().__init__("this request needs a bearer access token in the Authorization header")
+
+    def body(self) -> dict[str, Any]:
+        return {"error_description": self.description}
+
+
+class UserTokenRequired(OAuthError):
+    """A client_credentials token acts for no user, and every /v1 endpoint serves a user's data."""
+
+    error = "insufficient_scope"
+    status = 403
+    scope: str | None = None
+
+    def __init__(self) -> None:
+        super().__init__("this endpoint needs a token issued for a user, not a client_credentials token")
+
+
+def protected_resource_metadata(settings: Settings) -> dict[str, Any]:
+    """RFC 9728 §2: where to get tokens for this API and how to present them."""
+    return {
+        "resource": settings.api_audience,
+        "authorization_servers": [settings.issuer],
+        "scopes_supported": sorted(CATALOGUE),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Clipron API",
+    }
+
+
+def challenge(error: OAuthError, metadata_url: str) -> str:
+    """The WWW-Authenticate value for a refused request (RFC 6750 §3, RFC 9728 §5.1)."""
+    parts = [f'realm="{REALM}"']
+    if not isinstance(error, MissingToken):
+        parts.append(f'error="{error.error}"')
+        if error.description:  # already restricted to characters that need no quoting (errors.py)
+            parts.append(f'error_description="{error.description}"')
+        scope = getattr(error, "scope", None)
+        if scope:
+            parts.append(f'scope="{scope}"')
+    parts.append(f'resource_metadata="{metadata_url}"')
+    return "Bearer " + ", ".join(parts)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1); the scheme is case-insensitive."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    if scheme.lower() != _BEARER:
+        raise MissingToken()
+    token = value.strip()
+    if not token or any(ch.isspace() for ch in token):
+        raise InvalidToken("the Authorization header must be `Bearer <token>`")
+    return token
+
+
+class ResourceGuard:
+    """Checks a request's bearer token for one API: signature, issuer, audience, type, times, scope."""
+
+    def __init__(self, access_tokens: AccessTokens, settings: Settings) -> None:
+        self.access_tokens = access_tokens
+        self.audience = settings.api_audience
+        self.metadata_url = settings.url(METADATA_PATH)
+
+    def check(self, authorization: str | None, scope: str | None) -> AccessTokenClaims:
+        """The token's claims when it may call an endpoint needing `scope` (None: any user token).
+
+        Raises an OAuthError whose headers already carry the RFC 6750 challenge.
+        """
+        try:
+            claims = self.access_tokens.verify(bearer_token(authorization), self.audience)
+            if claims.is_client_token:
+                raise UserTokenRequired()
+            if scope is not None and scope not in claims.scope:
+                raise InsufficientScope(scope)
+        except OAuthError as error:
+            error.headers["WWW-Authenticate"] = challenge(error, self.metadata_url)
+            raise
+        return claims

@@ -1,0 +1,67 @@
+"""RFC 7009 token revocation: a refresh or access token ends its whole grant.
+
+Rules (pinned in tests/test_revocation.py):
+- A refresh token (even one already rotated) or an access token (signature checked, expiry
+  ignored) revokes its grant: every refresh and access token of that authorization.
+- Unknown, malformed, expired, already revoked tokens and authorization codes: 200, nothing changes
+  (§2.2). The token's shape tells the types apart, so `token_type_hint` never changes the outcome.
+- Another client's token: not revoked. A confidential client gets 400 unauthorized_client
+  (§2.1 "the request is refused"); a public client, which anyone can impersonate, gets the
+  silent 200, so its answer reveals nothing about the token.
+- A client_credentials access token has no grant to end: while it is valid the answer is
+  400 unsupported_token_type (§2.2.1); it stops working at its `exp` (ACCESS_TOKEN_SECONDS).
+- A store failure raises StoreUnavailable (503): there is never a 200 without the flag written.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from chalicelib.crypto.secrets import digest
+from chalicelib.oauth.errors import InvalidToken, UnauthorizedClient, UnsupportedTokenType
+from chalicelib.oauth.introspection import looks_like_jwt
+from chalicelib.oauth.tokens import MAX_TOKEN_LENGTH, AccessTokens
+from chalicelib.store.dynamo import DynamoStore
+from chalicelib.store.records import ClientRecord
+
+
+class Revoker:
+    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, clock: Callable[[], int]) -> None:
+        self.store = store
+        self.access_tokens = access_tokens
+        self.clock = clock
+
+    def revoke(self, caller: ClientRecord, token: str) -> None:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return
+        if looks_like_jwt(token):
+            self._access_token(caller, token)
+        else:
+            self._refresh_token(caller, token)
+
+    @staticmethod
+    def _owned_by(caller: ClientRecord, client_id: str) -> bool:
+        if caller.client_id == client_id:
+            return True
+        if caller.confidential:
+            raise UnauthorizedClient("the token was not issued to this client")
+        return False
+
+    def _refresh_token(self, caller: ClientRecord, token: str) -> None:
+        record = self.store.get_refresh_token(digest(token))  # None when unknown or expired
+        if record is not None and self._owned_by(caller, record.client_id):
+            self.store.revoke_grant(record.client_id, record.grant_id)
+
+    def _access_token(self, caller: ClientRecord, token: str) -> None:
+        try:
+            claims = self.access_tokens.verify(token, audience=None, allow_expired=True)
+        except InvalidToken:
+            return
+        if not self._owned_by(caller, claims.client_id):
+            return
+        if claims.grant_id is not None:
+            self.store.revoke_grant(claims.client_id, claims.grant_id)
+        elif self.clock() < claims.exp:
+            raise UnsupportedTokenType(
+                "client_credentials access tokens cannot be revoked; they expire at their exp"
+            )
