@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
-import pytest
-
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_id, new_token
 from chalicelib.store.records import ClientRecord, ClientSecret, CodeRecord, UserRecord
@@ -110,9 +108,20 @@ def make_world(services) -> World:
     return world
 
 
-@pytest.fixture
-def world(aws) -> World:
-    return make_world(aws)
+def freeze_clock(monkeypatch) -> None:
+    """Stop real time for the test (boundary tests), so only clock.travel moves it."""
+    import time
+    import types
+
+    frozen = int(time.time())
+    monkeypatch.setattr(clock, "time", types.SimpleNamespace(time=lambda: frozen))
+
+
+def endpoint_for(services):
+    """The oauth/ handler itself (for threads: the chalice test client is not meant for concurrent use)."""
+    from chalicelib.oauth.grants import TokenEndpoint
+
+    return TokenEndpoint(services.store, services.clients, services.access_tokens, services.settings, clock.now)
 
 
 def basic(client_id: str, secret: str | None, scheme: str = "Basic") -> dict[str, str]:
@@ -133,10 +142,11 @@ def body_auth(client: Client) -> dict[str, str]:
     return {}
 
 
-def post_token(http, params: dict[str, str] | list[tuple[str, str]] | bytes | str, headers: dict[str, str] | None = None,
-               path: str = "/token"):
+def post_token(
+    http, params: dict[str, str] | list[tuple[str, str]] | bytes | str, headers: dict[str, str] | None = None
+):
     body = params if isinstance(params, (bytes, str)) else urlencode(params)
-    return http.post(path, headers={**FORM, **(headers or {})}, body=body)
+    return http.post("/token", headers={**FORM, **(headers or {})}, body=body)
 
 
 def exchange(http, client: Client, code: str, **overrides: str | None):
