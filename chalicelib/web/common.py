@@ -71,6 +71,11 @@ def unique_parameters(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 def form_parameters(request: Request) -> dict[str, str]:
     """The form body of a POST, strictly: form-encoded only, UTF-8, no duplicates, bounded size."""
+    return unique_parameters(form_pairs(request))
+
+
+def form_pairs(request: Request) -> list[tuple[str, str]]:
+    """The form body as (name, value) pairs in order, duplicates kept (for callers that report them)."""
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type != FORM:
         raise InvalidRequest("the request body must be application/x-www-form-urlencoded")
@@ -82,16 +87,25 @@ def form_parameters(request: Request) -> dict[str, str]:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("the request body is not a valid form") from None
-    return unique_parameters(pairs)
+    if len(pairs) > MAX_PARAMETERS:
+        raise InvalidRequest("too many parameters")
+    return pairs
 
 
 def query_parameters(request: Request) -> dict[str, str]:
     """Query parameters with duplicates refused (Chalice's MultiDict[...] would return the last)."""
+    return unique_parameters(query_pairs(request))
+
+
+def query_pairs(request: Request) -> list[tuple[str, str]]:
+    """Query parameters as (name, value) pairs, duplicates kept (for callers that report them)."""
     params = request.query_params
     if not params:
-        return {}
+        return []
     pairs = [(name, value) for name in params for value in params.getlist(name)]
-    return unique_parameters(pairs)
+    if len(pairs) > MAX_PARAMETERS:
+        raise InvalidRequest("too many parameters")
+    return pairs
 
 
 def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
@@ -140,3 +154,24 @@ def page(template: str, status: int = 200, headers: Mapping[str, str] | None = N
 
 def error_page(title: str, message: str, status: int = 400) -> Response:
     return page("error.html", status=status, title=title, message=message)
+
+
+def page_guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
+    """HTML pages: every failure is an error page (503 for storage/KMS faults), never JSON or a trace."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return handler(*args, **kwargs)
+        except OAuthError as error:
+            return error_page("Something is wrong with this request", error.description or error.error,
+                              error.status if 400 <= error.status < 500 else 400)
+        except (StoreUnavailable, EnvelopeError, NoSigningKey) as error:
+            log.warning("dependency unavailable: %s", error)
+            return error_page("Temporarily unavailable", "Clipron is briefly unavailable. Please try again.",
+                              503)
+        except Exception:  # noqa: BLE001 - the last line of defence: no trace leaves the server
+            log.exception("unhandled error in %s", handler.__name__)
+            return error_page("Something went wrong", "An unexpected error occurred. Please try again.", 500)
+
+    return wrapper

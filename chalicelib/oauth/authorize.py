@@ -1,0 +1,386 @@
+"""The authorization endpoint (RFC 6749 §4.1, RFC 7636, RFC 9207, RFC 9700): free of Chalice.
+
+Order matters: client_id and redirect_uri are validated first, and until both are trusted every
+error is shown to the user (UntrustedRequest), never redirected. Every later error goes back to
+the validated redirect URI (RedirectError) with `state` and `iss`.
+
+A request that needs the user (login or consent) is parked under the digest of a random id; the
+id travels in the login and consent URLs and the request is consumed by a conditional delete, so
+each parked request yields at most one decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+from urllib.parse import quote, urlencode
+
+from chalicelib.crypto.secrets import digest, new_id, new_token
+from chalicelib.oauth import pkce
+from chalicelib.oauth import scopes as scope_rules
+from chalicelib.oauth.clients import ClientDirectory, match_redirect_uri
+from chalicelib.oauth.errors import (
+    AccessDenied,
+    InvalidRequest,
+    OAuthError,
+    UnauthorizedClient,
+    UnsupportedResponseType,
+)
+from chalicelib.store.records import (
+    AuthorizationRequestRecord,
+    ClientRecord,
+    CodeRecord,
+    ConditionFailed,
+    ConsentRecord,
+    SessionRecord,
+)
+
+IDENTITY = ("client_id", "redirect_uri")
+MAX_STATE = 2048
+MAX_REDIRECT_URI = 2000
+MAX_REQUEST_ID = 128
+PROMPTS = frozenset({"none", "login", "consent"})
+
+
+class LoginRequired(OAuthError):
+    error = "login_required"
+
+
+class ConsentRequired(OAuthError):
+    error = "consent_required"
+
+
+class UntrustedRequest(Exception):
+    """The client or its redirect URI cannot be trusted: tell the user, never redirect (RFC 6749 §4.1.2.1)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ParkedRequestGone(Exception):
+    """The parked request is unknown, already used or expired (replay, back button, too slow)."""
+
+
+class AuthorizationStore(Protocol):
+    def put_authorization_request(self, request: AuthorizationRequestRecord) -> None: ...
+    def get_authorization_request(self, request_digest: str) -> AuthorizationRequestRecord | None: ...
+    def consume_authorization_request(self, request_digest: str) -> None: ...
+    def put_code(self, code: CodeRecord) -> None: ...
+    def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None: ...
+    def save_consent_scopes(self, user_id: str, client_id: str, scopes: list[str], granted_at: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A validated request: everything the code will be bound to."""
+
+    client: ClientRecord
+    redirect_uri: str
+    redirect_uri_given: bool
+    scopes: list[str]
+    state: str | None
+    code_challenge: str | None
+    prompt: frozenset[str]
+    requested_at: int
+
+    @property
+    def scope(self) -> str:
+        return scope_rules.format_scope(self.scopes)
+
+
+class RedirectError(Exception):
+    """An error the client learns at its validated redirect URI (RFC 6749 §4.1.2.1, RFC 9207)."""
+
+    def __init__(self, error: OAuthError, redirect_uri: str, state: str | None) -> None:
+        super().__init__(error.error)
+        self.error = error
+        self.redirect_uri = redirect_uri
+        self.state = state
+
+    def location(self, issuer: str) -> str:
+        params = [("error", self.error.error)]
+        if self.error.description:
+            params.append(("error_description", self.error.description))
+        return redirect_location(self.redirect_uri, params, self.state, issuer)
+
+
+def redirect_location(redirect_uri: str, params: list[tuple[str, str]], state: str | None, issuer: str) -> str:
+    """The redirect URI with the response parameters appended, keeping its own query (RFC 6749 §3.1.2)."""
+    pairs = [*params, *([("state", state)] if state is not None else []), ("iss", issuer)]
+    extra = urlencode(pairs, quote_via=quote, safe="")
+    if "?" not in redirect_uri:
+        return f"{redirect_uri}?{extra}"
+    return redirect_uri + ("" if redirect_uri.endswith(("?", "&")) else "&") + extra
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def _group(pairs: list[tuple[str, str]]) -> tuple[dict[str, str], set[str]]:
+    """Single values by name (an empty value counts as absent), and the names sent more than once."""
+    values: dict[str, str] = {}
+    seen: set[str] = set()
+    duplicated: set[str] = set()
+    for name, value in pairs:
+        if name in seen:
+            duplicated.add(name)
+        seen.add(name)
+        if value != "":
+            values[name] = value
+    for name in duplicated:
+        values.pop(name, None)
+    return values, duplicated
+
+
+def trusted_client(
+    values: dict[str, str], duplicated: set[str], clients: ClientDirectory
+) -> tuple[ClientRecord, str]:
+    """The client and the redirect URI to use, or UntrustedRequest. StoreUnavailable propagates (503)."""
+    for name in IDENTITY:
+        if name in duplicated:
+            raise UntrustedRequest(f"The parameter {name} was sent more than once.")
+    client_id = values.get("client_id")
+    if client_id is None:
+        raise UntrustedRequest("The request does not say which application is asking (client_id is missing).")
+    client = clients.get(client_id)
+    if client is None:
+        raise UntrustedRequest("The application that sent you here is not registered with Clipron.")
+    requested = values.get("redirect_uri")
+    if requested is not None and (len(requested) > MAX_REDIRECT_URI or "#" in requested):
+        raise UntrustedRequest("The redirect address of this request is malformed.")
+    redirect_uri = match_redirect_uri(client, requested)
+    if redirect_uri is None:
+        if requested is None:
+            raise UntrustedRequest("The request must name one of the application's redirect addresses.")
+        raise UntrustedRequest("The redirect address of this request is not registered for this application.")
+    return client, redirect_uri
+
+
+def validate(
+    pairs: list[tuple[str, str]], clients: ClientDirectory, now: int
+) -> AuthorizationRequest:
+    """Validate an authorization request: UntrustedRequest before the client is trusted, RedirectError after."""
+    values, duplicated = _group(pairs)
+    client, redirect_uri = trusted_client(values, duplicated, clients)
+    state = values.get("state")
+
+    def fail(error: OAuthError, with_state: bool = True) -> RedirectError:
+        return RedirectError(error, redirect_uri, state if with_state else None)
+
+    if duplicated:
+        name = sorted(duplicated)[0]
+        return_state = "state" not in duplicated
+        raise fail(InvalidRequest(f"the parameter {name} was sent more than once"), return_state)
+    if state is not None and len(state) > MAX_STATE:
+        raise fail(InvalidRequest(f"state must be at most {MAX_STATE} characters"), with_state=False)
+    response_type = values.get("response_type")
+    if response_type is None:
+        raise fail(InvalidRequest("response_type is required"))
+    if response_type != "code":
+        raise fail(UnsupportedResponseType("only response_type=code is supported"))
+    if "authorization_code" not in client.grant_types:
+        raise fail(UnauthorizedClient("this client may not use the authorization code grant"))
+    try:
+        requested_scopes = scope_rules.resolve(values.get("scope"), client.scopes)
+    except OAuthError as error:
+        raise fail(error) from None
+    code_challenge = _code_challenge(values, client, fail)
+    prompt = frozenset(values.get("prompt", "").split(" ")) & PROMPTS
+    if "none" in prompt and len(prompt) > 1:
+        raise fail(InvalidRequest("prompt=none cannot be combined with other prompts"))
+    return AuthorizationRequest(
+        client=client,
+        redirect_uri=redirect_uri,
+        redirect_uri_given="redirect_uri" in values,
+        scopes=requested_scopes,
+        state=state,
+        code_challenge=code_challenge,
+        prompt=prompt,
+        requested_at=now,
+    )
+
+
+def _code_challenge(
+    values: dict[str, str], client: ClientRecord, fail: Callable[[OAuthError], RedirectError]
+) -> str | None:
+    """PKCE (RFC 7636, RFC 9700 §2.1.1): S256 only, required for public clients."""
+    challenge = values.get("code_challenge")
+    method = values.get("code_challenge_method")
+    if challenge is None:
+        if method is not None:
+            raise fail(InvalidRequest("code_challenge_method was sent without code_challenge"))
+        if not client.confidential:
+            raise fail(InvalidRequest("code challenge required (PKCE with S256)"))
+        return None
+    if method is None:
+        raise fail(InvalidRequest("code_challenge_method is required and must be S256 (plain is not allowed)"))
+    if method != pkce.METHOD:
+        raise fail(InvalidRequest("code_challenge_method must be S256"))
+    if not pkce.valid_challenge(challenge):
+        raise fail(InvalidRequest("code_challenge must be 43 base64url characters"))
+    return challenge
+
+
+# --- the flow -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the browser does next: `redirect` to the client (code or error), or `login` / `consent`."""
+
+    kind: str  # redirect | login | consent
+    location: str | None = None
+    request_id: str | None = None
+
+
+class AuthorizationFlow:
+    def __init__(
+        self,
+        store: AuthorizationStore,
+        clients: ClientDirectory,
+        issuer: str,
+        code_seconds: int,
+        request_seconds: int,
+        clock: Callable[[], int],
+    ) -> None:
+        self.store = store
+        self.clients = clients
+        self.issuer = issuer
+        self.code_seconds = code_seconds
+        self.request_seconds = request_seconds
+        self.clock = clock
+
+    # -- entry: /authorize --
+    def start(self, pairs: list[tuple[str, str]], session: SessionRecord | None) -> Step:
+        """Validate and decide. The fast path (logged in, consent remembered) parks nothing."""
+        request = validate(pairs, self.clients, self.clock())
+        if "none" in request.prompt:
+            if session is None:
+                raise RedirectError(LoginRequired("the user is not signed in"), request.redirect_uri, request.state)
+            if not self._consent_remembered(request, session.user_id):
+                error = ConsentRequired("the user has not approved this application")
+                raise RedirectError(error, request.redirect_uri, request.state)
+            return self._redirect_with_code(request, session)
+        if session is None or "login" in request.prompt:
+            return Step("login", request_id=self._park(request))
+        if "consent" not in request.prompt and self._consent_remembered(request, session.user_id):
+            return self._redirect_with_code(request, session)
+        return Step("consent", request_id=self._park(request))
+
+    # -- resumption after login: /consent?request=... --
+    def resume(self, request_id: str, session: SessionRecord | None) -> tuple[Step, AuthorizationRequest]:
+        """Continue a parked request: login first if needed, a remembered consent issues the code."""
+        request = self.parked(request_id)
+        if not self.signed_in_for(request, session):
+            return Step("login", request_id=request_id), request
+        assert session is not None
+        if "consent" not in request.prompt and self._consent_remembered(request, session.user_id):
+            self._consume(request_id)
+            return self._redirect_with_code(request, session), request
+        return Step("consent", request_id=request_id), request
+
+    def decide(self, request_id: str, session: SessionRecord, allow: bool) -> str:
+        """The user's decision on the consent page; returns the redirect location. Single use."""
+        request = self.parked(request_id)
+        if not self.signed_in_for(request, session):
+            raise ParkedRequestGone()
+        self._consume(request_id)
+        if not allow:
+            error = AccessDenied("the user denied the request")
+            return RedirectError(error, request.redirect_uri, request.state).location(self.issuer)
+        self._remember_consent(request, session.user_id)
+        step = self._redirect_with_code(request, session)
+        assert step.location is not None
+        return step.location
+
+    @staticmethod
+    def signed_in_for(request: AuthorizationRequest, session: SessionRecord | None) -> bool:
+        """A session, fresh enough when the client asked for prompt=login (OIDC Core §3.1.2.1)."""
+        if session is None:
+            return False
+        return "login" not in request.prompt or session.auth_time >= request.requested_at
+
+    def parked(self, request_id: str | None) -> AuthorizationRequest:
+        """The parked request (unexpired, not yet consumed) with its client; ParkedRequestGone otherwise."""
+        if not request_id or len(request_id) > MAX_REQUEST_ID:
+            raise ParkedRequestGone()
+        record = self.store.get_authorization_request(digest(request_id))
+        if record is None:
+            raise ParkedRequestGone()
+        client = self.clients.get(record.client_id)
+        if client is None or "authorization_code" not in client.grant_types:
+            raise ParkedRequestGone()
+        return AuthorizationRequest(
+            client=client,
+            redirect_uri=record.redirect_uri,
+            redirect_uri_given=record.redirect_uri_given,
+            scopes=record.scope.split(" "),
+            state=record.state,
+            code_challenge=record.code_challenge,
+            prompt=frozenset(record.prompt),
+            requested_at=record.created_at,
+        )
+
+    # -- internals --
+    def _park(self, request: AuthorizationRequest) -> str:
+        request_id = new_token()
+        record = AuthorizationRequestRecord(
+            request_digest=digest(request_id),
+            client_id=request.client.client_id,
+            redirect_uri=request.redirect_uri,
+            redirect_uri_given=request.redirect_uri_given,
+            scope=request.scope,
+            state=request.state,
+            code_challenge=request.code_challenge,
+            prompt=sorted(request.prompt),
+            created_at=request.requested_at,
+            expires_at=request.requested_at + self.request_seconds,
+        )
+        self.store.put_authorization_request(record)
+        return request_id
+
+    def _consume(self, request_id: str) -> None:
+        try:
+            self.store.consume_authorization_request(digest(request_id))
+        except ConditionFailed:
+            raise ParkedRequestGone() from None
+
+    def _consent_remembered(self, request: AuthorizationRequest, user_id: str) -> bool:
+        consent = self.store.get_consent(user_id, request.client.client_id)
+        return consent is not None and set(request.scopes) <= set(consent.scopes)
+
+    def _remember_consent(self, request: AuthorizationRequest, user_id: str) -> None:
+        previous = self.store.get_consent(user_id, request.client.client_id)
+        granted = set(request.scopes) | set(previous.scopes if previous else [])
+        allowed = set(request.client.scopes)  # a scope the client lost is not remembered
+        self.store.save_consent_scopes(user_id, request.client.client_id, sorted(granted & allowed), self.clock())
+
+    def _redirect_with_code(self, request: AuthorizationRequest, session: SessionRecord) -> Step:
+        code = self.issue_code(request, session)
+        return Step("redirect", location=redirect_location(request.redirect_uri, [("code", code)], request.state,
+                                                           self.issuer))
+
+    def issue_code(self, request: AuthorizationRequest, session: SessionRecord) -> str:
+        """A 256-bit code, stored only as its digest, bound to everything /token must check."""
+        code = new_token()
+        now = self.clock()
+        self.store.put_code(
+            CodeRecord(
+                code_digest=digest(code),
+                client_id=request.client.client_id,
+                redirect_uri=request.redirect_uri,
+                redirect_uri_given=request.redirect_uri_given,
+                user_id=session.user_id,
+                scope=request.scope,
+                code_challenge=request.code_challenge,
+                grant_id=new_id(),
+                auth_time=session.auth_time,
+                expires_at=now + self.code_seconds,
+            )
+        )
+        return code
+
+
+def describe_scopes(request: AuthorizationRequest) -> list[tuple[str, str]]:
+    return scope_rules.describe(request.scopes)

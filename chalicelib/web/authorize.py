@@ -1,0 +1,262 @@
+"""The front channel: /authorize, /login, /logout and /consent (HTML; parse, call oauth/, render).
+
+Every page goes through `page_guarded` (an error page, never JSON or a trace) and carries the
+page security headers of web.common.page. Every state-changing POST checks the origin and a CSRF
+token derived from the (pre-)session; the flow resumes only through the parked request id.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit
+
+from chalice import Blueprint, Response
+
+from chalicelib import clock
+from chalicelib.crypto.secrets import new_token
+from chalicelib.oauth import accounts
+from chalicelib.oauth.authorize import (
+    AuthorizationFlow,
+    ParkedRequestGone,
+    RedirectError,
+    Step,
+    UntrustedRequest,
+    describe_scopes,
+)
+from chalicelib.oauth.sessions import csrf_token, csrf_valid
+from chalicelib.store.records import SessionRecord
+from chalicelib.web.common import (
+    ANY_BODY,
+    NO_STORE,
+    error_page,
+    form_pairs,
+    form_parameters,
+    page,
+    page_guarded,
+    query_pairs,
+    query_parameters,
+)
+from chalicelib.web.cookies import PRE_SESSION, SESSION, clear_cookie, read_cookie, same_origin, set_cookie
+from chalicelib.wiring import services
+
+bp = Blueprint(__name__)
+
+PRE_SESSION_SECONDS = 3600
+LOGIN_TITLE = "Sign in to your Clipron account"
+GONE = (
+    "This sign-in request has expired or was already used. "
+    "Go back to the application and start again."
+)
+
+
+def _flow() -> AuthorizationFlow:
+    svc = services()
+    settings = svc.settings
+    return AuthorizationFlow(
+        svc.store, svc.clients, settings.issuer, settings.code_seconds, settings.authorization_request_seconds,
+        clock.now,
+    )
+
+
+def _session() -> tuple[str | None, SessionRecord | None]:
+    svc = services()
+    session_id = read_cookie(bp.current_request, SESSION, svc.settings)
+    return session_id, svc.sessions.resolve(session_id)
+
+
+def _redirect(location: str, status: int, cookies: list[str] | None = None) -> Response:
+    headers: dict[str, str | list[str]] = {"Location": location, **NO_STORE, "Referrer-Policy": "no-referrer"}
+    if cookies:
+        headers["Set-Cookie"] = cookies
+    return Response(body="", status_code=status, headers=headers)
+
+
+def _redirect_status() -> int:
+    """302 after GET; 303 after POST, so the browser never re-posts the form (RFC 9700 §4.12)."""
+    return 303 if bp.current_request.method == "POST" else 302
+
+
+def _resume_url(path: str, request_id: str) -> str:
+    return services().settings.url(path) + "?" + urlencode({"request": request_id})
+
+
+def _follow(step: Step) -> Response:
+    if step.kind == "redirect":
+        assert step.location is not None
+        return _redirect(step.location, _redirect_status())
+    assert step.request_id is not None
+    return _redirect(_resume_url("/login" if step.kind == "login" else "/consent", step.request_id),
+                     _redirect_status())
+
+
+def _forbidden() -> Response:
+    return error_page("Request refused", "This form was not sent from a Clipron page. Reload the page and try again.",
+                      403)
+
+
+# --- /authorize ---------------------------------------------------------------------------------
+
+
+@bp.route("/authorize", methods=["GET", "POST"], content_types=ANY_BODY)
+@page_guarded
+def authorize() -> Response:
+    request = bp.current_request
+    pairs = query_pairs(request) if request.method == "GET" else form_pairs(request)
+    _, session = _session()
+    try:
+        step = _flow().start(pairs, session)
+    except UntrustedRequest as error:
+        return error_page("This request cannot be completed", error.message)
+    except RedirectError as error:
+        return _redirect(error.location(services().settings.issuer), _redirect_status())
+    return _follow(step)
+
+
+# --- /login, /logout ----------------------------------------------------------------------------
+
+
+def _login_page(pre_session: str, request_id: str | None, status: int = 200, error: str | None = None,
+                headers: dict[str, str | list[str]] | None = None) -> Response:
+    return page(
+        "login.html",
+        status=status,
+        headers=headers,
+        title=LOGIN_TITLE,
+        action=services().settings.url("/login"),
+        csrf_token=csrf_token(pre_session, "login"),
+        request_id=request_id,
+        error=error,
+    )
+
+
+@bp.route("/login", methods=["GET"])
+@page_guarded
+def login_form() -> Response:
+    settings = services().settings
+    request_id = query_parameters(bp.current_request).get("request") or None
+    pre_session = read_cookie(bp.current_request, PRE_SESSION, settings)
+    headers: dict[str, str | list[str]] = {}
+    if pre_session is None or len(pre_session) > 128:
+        pre_session = new_token()
+        headers["Set-Cookie"] = [set_cookie(PRE_SESSION, pre_session, PRE_SESSION_SECONDS, settings)]
+    return _login_page(pre_session, request_id, headers=headers)
+
+
+@bp.route("/login", methods=["POST"], content_types=ANY_BODY)
+@page_guarded
+def login_submit() -> Response:
+    svc = services()
+    settings = svc.settings
+    request = bp.current_request
+    form = form_parameters(request)
+    pre_session = read_cookie(request, PRE_SESSION, settings)
+    if not same_origin(request, settings) or not csrf_valid(pre_session, "login", form.get("csrf_token")):
+        return _forbidden()
+    assert pre_session is not None
+    request_id = form.get("request") or None
+    try:
+        user = accounts.authenticate(
+            svc.store, form.get("email", ""), form.get("password", ""),
+            settings.login_max_failures, settings.login_window_seconds,
+        )
+    except accounts.LoginThrottled:
+        retry = {"Retry-After": str(settings.login_window_seconds)}
+        return _login_page(pre_session, request_id, 429, "Too many failed sign-ins. Try again later.", retry)
+    if user is None:
+        return _login_page(pre_session, request_id, 400, "The email or password is incorrect.")
+    old_session_id, _ = _session()
+    svc.sessions.end(old_session_id)
+    session_id, _record = svc.sessions.start(user.user_id)  # always a new id: no session fixation
+    cookies = [
+        set_cookie(SESSION, session_id, settings.session_seconds, settings),
+        clear_cookie(PRE_SESSION, settings),
+    ]
+    if request_id is not None:
+        return _redirect(_resume_url("/consent", request_id), 303, cookies)
+    return _signed_in_page(session_id, cookies)
+
+
+def _signed_in_page(session_id: str, cookies: list[str]) -> Response:
+    return page(
+        "notice.html",
+        headers={"Set-Cookie": cookies},
+        title="You are signed in",
+        message="You are signed in to your Clipron account.",
+        logout_action=services().settings.url("/logout"),
+        logout_csrf=csrf_token(session_id, "logout"),
+    )
+
+
+@bp.route("/logout", methods=["POST"], content_types=ANY_BODY)
+@page_guarded
+def logout() -> Response:
+    svc = services()
+    request = bp.current_request
+    form = form_parameters(request)
+    session_id = read_cookie(request, SESSION, svc.settings)
+    if session_id is not None:
+        if not same_origin(request, svc.settings) or not csrf_valid(session_id, "logout", form.get("csrf_token")):
+            return _forbidden()
+        svc.sessions.end(session_id)
+    return page(
+        "notice.html",
+        headers={"Set-Cookie": [clear_cookie(SESSION, svc.settings)]},
+        title="You are signed out",
+        message="You are signed out of your Clipron account.",
+    )
+
+
+# --- /consent -----------------------------------------------------------------------------------
+
+
+def _consent_purpose(request_id: str) -> str:
+    """The consent form's CSRF token is bound to the session and to this one parked request."""
+    return "consent:" + request_id
+
+
+@bp.route("/consent", methods=["GET"])
+@page_guarded
+def consent_form() -> Response:
+    params = query_parameters(bp.current_request)
+    if "decision" in params:
+        return error_page("Method not allowed", "A decision can only be sent with the consent form.", 405)
+    request_id = params.get("request") or ""
+    session_id, session = _session()
+    flow = _flow()
+    try:
+        step, request = flow.resume(request_id, session)
+    except ParkedRequestGone:
+        return error_page("Request expired", GONE)
+    if step.kind != "consent":
+        return _follow(step)
+    assert session_id is not None
+    return page(
+        "consent.html",
+        title=f"Allow {request.client.name}?",
+        client_name=request.client.name,
+        redirect_host=urlsplit(request.redirect_uri).netloc or request.redirect_uri,
+        scopes=describe_scopes(request),
+        action=services().settings.url("/consent"),
+        csrf_token=csrf_token(session_id, _consent_purpose(request_id)),
+        request_id=request_id,
+    )
+
+
+@bp.route("/consent", methods=["POST"], content_types=ANY_BODY)
+@page_guarded
+def consent_submit() -> Response:
+    settings = services().settings
+    request = bp.current_request
+    form = form_parameters(request)
+    request_id = form.get("request") or ""
+    session_id, session = _session()
+    token_ok = session_id is not None and csrf_valid(session_id, _consent_purpose(request_id), form.get("csrf_token"))
+    if session is None or not token_ok or not same_origin(request, settings):
+        return _forbidden()
+    decision = form.get("decision")
+    if decision not in ("allow", "deny"):
+        return error_page("Something is wrong with this request", "Choose Allow or Deny.")
+    try:
+        location = _flow().decide(request_id, session, allow=decision == "allow")
+    except ParkedRequestGone:
+        return error_page("Request expired", GONE)
+    return _redirect(location, 303)
