@@ -60,9 +60,16 @@ class _SharedConnectionModel(Model):
     def _get_connection(cls) -> TableConnection:
         table_connection = super()._get_connection()
         with _SharedConnectionModel._shared_lock:
-            if _SharedConnectionModel._shared_connection is None:
-                _SharedConnectionModel._shared_connection = table_connection.connection
-        table_connection.connection = _SharedConnectionModel._shared_connection
+            shared = _SharedConnectionModel._shared_connection
+            if shared is None:
+                shared = _SharedConnectionModel._shared_connection = table_connection.connection
+            own = table_connection.connection
+            if own is not shared:
+                # the shared connection must also know this model's table schema (PynamoDB keeps it
+                # per connection); without it, the second table's calls fail with TableError
+                if cls.Meta.table_name not in shared._tables:
+                    shared.add_meta_table(own.get_meta_table(cls.Meta.table_name))
+                table_connection.connection = shared
         return table_connection
 
 
