@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import quote_plus, urlencode
 
 from chalicelib import clock
@@ -189,3 +190,49 @@ def tokens_of(response) -> dict[str, Any]:
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Pragma"] == "no-cache"
     return body(response)
+
+
+def _clients(services) -> list[Any]:
+    from chalicelib.store.dynamo import shared_connection
+
+    return [shared_connection().client, services.kms()]
+
+
+@contextlib.contextmanager
+def aws_calls(services) -> Iterator[list[str]]:
+    """The DynamoDB and KMS API operations made inside the block, seen by botocore before-call hooks."""
+    calls: list[str] = []
+
+    def record(model, **_: Any) -> None:
+        calls.append(f"{model.service_model.service_name}:{model.name}")
+
+    clients = _clients(services)
+    for client in clients:
+        client.meta.events.register("before-call", record)
+    try:
+        yield calls
+    finally:
+        for client in clients:
+            client.meta.events.unregister("before-call", record)
+
+
+@contextlib.contextmanager
+def fault(services, operation: str, code: str, reasons: list[str] | None = None) -> Iterator[list[str]]:
+    """Make a DynamoDB operation fail as if its SDK retries were exhausted (or a transaction was cancelled)."""
+    from botocore.exceptions import ClientError
+
+    hits: list[str] = []
+
+    def fail(model, **_: Any) -> None:
+        hits.append(model.name)
+        error: dict[str, Any] = {"Error": {"Code": code, "Message": "injected fault"}}
+        if reasons is not None:
+            error["CancellationReasons"] = [{"Code": reason} for reason in reasons]
+        raise ClientError(error, model.name)
+
+    events = _clients(services)[0].meta.events
+    events.register(f"before-call.dynamodb.{operation}", fail)
+    try:
+        yield hits
+    finally:
+        events.unregister(f"before-call.dynamodb.{operation}", fail)
