@@ -7,9 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean vendor deploy package
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-vendor.txt requirements-dev.txt
 	@if [ -z "$(PYTHON)" ]; then echo "error: Python 3.12 not found (set PYTHON=/path/to/python3.12)" >&2; exit 2; fi
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -29,5 +29,19 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+# Deploying (README "Deploy to AWS"): vendor/ holds requirements-vendor.txt without dependencies.
+STAGE ?= dev
+vendor: $(STAMP) requirements-vendor.txt
+	rm -rf vendor
+	$(BIN)/pip install --quiet --no-deps --only-binary=:all: --target vendor -r requirements-vendor.txt
+	rm -rf vendor/bin
+
+deploy: vendor
+	$(BIN)/chalice deploy --stage $(STAGE)
+
+package: vendor
+	rm -rf out/$(STAGE)
+	$(BIN)/chalice package --stage $(STAGE) --merge-template infra/$(STAGE).json out/$(STAGE)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache out
+	rm -rf $(VENV) .pytest_cache .ruff_cache out vendor
