@@ -6,9 +6,10 @@ from chalicelib import jobs
 from chalicelib.settings import validate_at_start
 from chalicelib.web import api as resource_api
 from chalicelib.web import assets, wellknown
-from chalicelib.web import authorize as authorize_pages
+from chalicelib.web import developer as developer_pages
 from chalicelib.web import lifecycle as token_lifecycle
 from chalicelib.web import logging as access_logging
+from chalicelib.web import registration as registration_endpoint
 from chalicelib.web import token as token_endpoint
 
 validate_at_start()
@@ -21,4 +22,5 @@ app.register_blueprint(token_lifecycle.bp)
 app.register_blueprint(resource_api.bp)
 app.register_blueprint(token_endpoint.bp)
 app.register_blueprint(jobs.bp)
-app.register_blueprint(authorize_pages.bp)
+app.register_blueprint(registration_endpoint.bp)
+app.register_blueprint(developer_pages.bp)

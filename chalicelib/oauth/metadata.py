@@ -16,6 +16,7 @@ ENDPOINTS = {
     "jwks_uri": "/.well-known/jwks.json",
     "revocation_endpoint": "/revoke",
     "introspection_endpoint": "/introspect",
+    "registration_endpoint": "/register",
 }
 
 

@@ -106,6 +106,8 @@ def validate_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     if len(redirect_uris) > MAX_REDIRECT_URIS:
         raise InvalidRedirectUri(f"at most {MAX_REDIRECT_URIS} redirect URIs")
     redirect_uris = [validate_redirect_uri(uri, method == "none") for uri in dict.fromkeys(redirect_uris)]
+    if "scope" in metadata and not isinstance(metadata["scope"], str):
+        raise InvalidClientMetadata("scope must be a string of space-separated scopes")
     try:
         requested = scope_rules.parse_scope(metadata.get("scope")) if "scope" in metadata else None
     except OAuthError:
@@ -172,3 +174,19 @@ def rotate_secret(client: ClientRecord, now: int, overlap_seconds: int) -> str:
     return secret
 
 
+def apply_metadata(client: ClientRecord, metadata: dict[str, Any]) -> None:
+    """Replace a client's metadata with validated `metadata` (RFC 7592 update, Developer Settings edit).
+
+    A confidential client stays confidential and a public one public: switching would need a secret
+    issued or withdrawn, which is a new registration, not an edit.
+    """
+    accepted = validate_metadata(metadata)
+    method = accepted["token_endpoint_auth_method"]
+    if (method == "none") != (client.auth_method == "none"):
+        raise InvalidClientMetadata("token_endpoint_auth_method cannot change between public and confidential")
+    client.name = accepted["client_name"]
+    client.redirect_uris = accepted["redirect_uris"]
+    client.scopes = accepted["scope"].split()
+    client.grant_types = accepted["grant_types"]
+    client.auth_method = method
+    client.app_type = accepted["app_type"]

@@ -1,0 +1,178 @@
+"""Developer Settings and Connected apps: who may see and change an application, and what each change does.
+
+Only an application's owner can see or change it; anyone else gets AppNotFound (a 404, so client
+ids of other people's apps cannot be probed). Every change drops the client from this instance's
+cache; other instances see it within the cache TTL (F-21).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from chalicelib.oauth import registration
+from chalicelib.oauth import scopes as scope_rules
+from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
+from chalicelib.store.records import ClientRecord, ConsentRecord, GrantRecord, OwnedApp
+
+# the choices Developer Settings offers, in the order the form shows them
+APP_TYPE_LABELS = {
+    "web": "Web application (server-side, keeps a client secret)",
+    "native": "Single-page or native app (public client, PKCE, no secret)",
+    "machine": "Machine to machine (client credentials, no user)",
+}
+MAX_CLIENT_ID = 128
+
+
+class AppNotFound(Exception):
+    """No such application for this user (absent, or owned by someone else: both look the same)."""
+
+
+class DeveloperStore(Protocol):
+    def get_client(self, client_id: str) -> ClientRecord | None: ...
+    def create_client(self, client: ClientRecord) -> None: ...
+    def save_client(self, client: ClientRecord) -> None: ...
+    def delete_client(self, client: ClientRecord) -> None: ...
+    def list_owned_apps(self, owner_id: str) -> list[OwnedApp]: ...
+    def list_client_grant_ids(self, client_id: str) -> list[str]: ...
+    def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None: ...
+    def revoke_grant(self, client_id: str, grant_id: str) -> None: ...
+    def list_consents(self, user_id: str) -> list[ConsentRecord]: ...
+    def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None: ...
+    def delete_consent(self, user_id: str, client_id: str) -> None: ...
+
+
+class ClientCache(Protocol):
+    def forget(self, client_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class AppForm:
+    """What the Developer Settings form submits (already split into fields by the route)."""
+
+    name: str
+    app_type: str
+    redirect_uris: list[str]
+    scopes: list[str]
+
+
+@dataclass(frozen=True)
+class ConnectedApp:
+    client_id: str
+    name: str
+    scopes: list[tuple[str, str]]  # (scope, what it lets the app do)
+    granted_at: int
+
+
+def redirect_uri_lines(text: str) -> list[str]:
+    """One redirect URI per line; blank lines ignored."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def form_metadata(form: AppForm) -> dict[str, Any]:
+    """The RFC 7591 metadata a Developer Settings form stands for (validated by registration.validate_metadata)."""
+    if form.app_type not in registration.APP_TYPES:
+        raise InvalidClientMetadata("choose an application type")
+    if not form.scopes:
+        raise InvalidClientMetadata("choose at least one scope")
+    auth_method, grant_types = registration.APP_TYPES[form.app_type]
+    if form.app_type == "machine" and form.redirect_uris:
+        raise InvalidRedirectUri("machine-to-machine apps have no redirect URIs: leave the field empty")
+    return {
+        "client_name": form.name,
+        "token_endpoint_auth_method": auth_method,
+        "grant_types": list(grant_types),
+        "response_types": [] if form.app_type == "machine" else ["code"],
+        "redirect_uris": form.redirect_uris,
+        "scope": scope_rules.format_scope(form.scopes),
+    }
+
+
+def delete_application(store: DeveloperStore, cache: ClientCache, client: ClientRecord) -> None:
+    """Revoke every grant the client holds (its refresh tokens and access tokens die with them), forget
+    the users' consents to it, then delete it. Grants go first: a failure half-way leaves the client in
+    place for a retry, never a live token of a deleted client."""
+    users: set[str] = set()
+    for grant_id in store.list_client_grant_ids(client.client_id):
+        store.revoke_grant(client.client_id, grant_id)
+        grant = store.get_grant(client.client_id, grant_id)
+        if grant is not None:
+            users.add(grant.user_id)
+    for user_id in users:
+        store.delete_consent(user_id, client.client_id)
+    store.delete_client(client)
+    cache.forget(client.client_id)
+
+
+class Developer:
+    """The operations behind Developer Settings (/developer/apps) and Connected apps (/account/apps)."""
+
+    def __init__(
+        self, store: DeveloperStore, cache: ClientCache, clock: Callable[[], int], rotation_overlap_seconds: int
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.clock = clock
+        self.rotation_overlap_seconds = rotation_overlap_seconds
+
+    # -- Developer Settings --
+    def apps(self, user_id: str) -> list[OwnedApp]:
+        return sorted(self.store.list_owned_apps(user_id), key=lambda app: (-app.created_at, app.name))
+
+    def app(self, user_id: str, client_id: str) -> ClientRecord:
+        """The user's own application; AppNotFound for an unknown id or someone else's app."""
+        if not client_id or len(client_id) > MAX_CLIENT_ID:
+            raise AppNotFound()
+        client = self.store.get_client(client_id)
+        if client is None or client.owner_id is None or client.owner_id != user_id:
+            raise AppNotFound()
+        return client
+
+    def create(self, user_id: str, form: AppForm) -> registration.RegisteredClient:
+        """A new application owned by the user; its secret (confidential apps) is returned once, here."""
+        registered = registration.build_client(form_metadata(form), user_id, self.clock())
+        self.store.create_client(registered.client)
+        return registered
+
+    def update(self, user_id: str, client_id: str, name: str, redirect_uris: list[str], scopes: list[str]) -> None:
+        """Change the name, redirect URIs and allowed scopes (the type, hence the auth method, stays)."""
+        client = self.app(user_id, client_id)
+        form = AppForm(name, client.app_type, redirect_uris, scopes)
+        registration.apply_metadata(client, form_metadata(form))
+        self.store.save_client(client)
+        self.cache.forget(client_id)
+
+    def rotate_secret(self, user_id: str, client_id: str) -> str:
+        """A new secret, shown once; the old one works for the configured overlap (0: stops at once)."""
+        client = self.app(user_id, client_id)
+        if not client.confidential:
+            raise InvalidClientMetadata("a public client has no secret to rotate")
+        secret = registration.rotate_secret(client, self.clock(), self.rotation_overlap_seconds)
+        self.store.save_client(client)
+        self.cache.forget(client_id)
+        return secret
+
+    def delete(self, user_id: str, client_id: str) -> None:
+        delete_application(self.store, self.cache, self.app(user_id, client_id))
+
+    # -- Connected apps --
+    def connected_apps(self, user_id: str) -> list[ConnectedApp]:
+        """Every application the user has authorised and that still exists, newest first."""
+        connected = []
+        for consent in self.store.list_consents(user_id):
+            client = self.store.get_client(consent.client_id)
+            if client is None:
+                continue
+            connected.append(
+                ConnectedApp(client.client_id, client.name, scope_rules.describe(consent.scopes), consent.granted_at)
+            )
+        return sorted(connected, key=lambda app: (-app.granted_at, app.name))
+
+    def revoke_access(self, user_id: str, client_id: str) -> None:
+        """Withdraw the user's consent and revoke every grant it produced, so their refresh tokens stop working."""
+        consent = self.store.get_consent(user_id, client_id) if client_id and len(client_id) <= MAX_CLIENT_ID else None
+        if consent is None:
+            raise AppNotFound()
+        for grant_id in consent.grant_ids:
+            self.store.revoke_grant(client_id, grant_id)
+        self.store.delete_consent(user_id, client_id)

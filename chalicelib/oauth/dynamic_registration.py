@@ -1,0 +1,129 @@
+"""RFC 7591 dynamic client registration and RFC 7592 client management.
+
+POST /register is authorised by an initial access token an operator issued (stored as a digest,
+with an expiry). The response carries a registration access token (stored as a digest on the
+client) that authorises GET/PUT/DELETE on the registration_client_uri.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Protocol
+
+from chalicelib.crypto.secrets import digest, digests_equal, new_token, secret_matches
+from chalicelib.oauth import registration
+from chalicelib.oauth.developer import MAX_CLIENT_ID, ClientCache, DeveloperStore, delete_application
+from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken
+from chalicelib.store.records import ClientRecord, RegistrationTokenRecord
+
+REALM = 'Bearer realm="clipron"'
+MAX_TOKEN_LENGTH = 512
+_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 §2.1
+_NO_CLIENT_DIGEST = digest("no-such-client")
+# RFC 7592 §2.2: the client must not send these in an update (the server owns them)
+_SERVER_OWNED = ("registration_access_token", "registration_client_uri", "client_secret_expires_at",
+                 "client_id_issued_at")
+
+
+class RegistrationStore(DeveloperStore, Protocol):
+    def get_registration_token(self, token_digest: str) -> RegistrationTokenRecord | None: ...
+
+
+def _unauthorised(description: str | None) -> InvalidToken:
+    """RFC 6750 §3: no error attribute in the challenge when no credentials were sent at all."""
+    if description is None:
+        return InvalidToken("a Bearer token is required", headers={"WWW-Authenticate": REALM})
+    challenge = f'{REALM}, error="invalid_token", error_description="{description}"'
+    return InvalidToken(description, headers={"WWW-Authenticate": challenge})
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer` header; InvalidToken (401 + challenge) otherwise."""
+    if authorization is None or not authorization.strip():
+        raise _unauthorised(None)
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorised("use an Authorization: Bearer token")
+    if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.match(token):
+        raise _unauthorised("the token is malformed")
+    return token
+
+
+class Registrar:
+    def __init__(
+        self,
+        store: RegistrationStore,
+        cache: ClientCache,
+        clock: Callable[[], int],
+        url: Callable[[str], str],
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.clock = clock
+        self.url = url  # absolute URL under the issuer
+
+    def client_uri(self, client_id: str) -> str:
+        return self.url(f"/register/{client_id}")
+
+    # -- RFC 7591 --
+    def authorise_registration(self, authorization: str | None) -> None:
+        """The initial access token must be known and unexpired (the store drops expired ones)."""
+        token = bearer_token(authorization)
+        if self.store.get_registration_token(digest(token)) is None:
+            raise _unauthorised("the initial access token is invalid or expired")
+
+    def register(self, metadata: Any) -> dict[str, Any]:
+        """A new client from the metadata; the client secret and registration access token appear only here."""
+        if not isinstance(metadata, dict):
+            raise InvalidClientMetadata("the request body must be a JSON object of client metadata")
+        registered = registration.build_client(metadata, None, self.clock())
+        access_token = new_token()
+        registered.client.registration_token_digest = digest(access_token)
+        self.store.create_client(registered.client)
+        response = self._information(registered.client)
+        if registered.client_secret is not None:
+            response["client_secret"] = registered.client_secret
+            response["client_secret_expires_at"] = 0  # never
+        response["registration_access_token"] = access_token
+        return response
+
+    # -- RFC 7592 --
+    def managed_client(self, authorization: str | None, client_id: str) -> ClientRecord:
+        """The client the registration access token belongs to; an unknown client and a wrong token look alike."""
+        token = bearer_token(authorization)
+        client = self.store.get_client(client_id) if 0 < len(client_id) <= MAX_CLIENT_ID else None
+        stored = client.registration_token_digest if client is not None else None
+        if not digests_equal(digest(token), stored or _NO_CLIENT_DIGEST) or client is None or stored is None:
+            raise _unauthorised("the registration access token is invalid")
+        return client
+
+    def read(self, client: ClientRecord) -> dict[str, Any]:
+        return self._information(client)
+
+    def update(self, client: ClientRecord, metadata: Any) -> dict[str, Any]:
+        """RFC 7592 §2.2: the request replaces the metadata; omitted fields take their defaults."""
+        if not isinstance(metadata, dict):
+            raise InvalidClientMetadata("the request body must be a JSON object of client metadata")
+        if metadata.get("client_id") != client.client_id:
+            raise InvalidRequest("client_id must be present and equal the client being updated")
+        sent = [name for name in _SERVER_OWNED if name in metadata]
+        if sent:
+            raise InvalidRequest(f"{sent[0]} must not be sent in an update")
+        if "client_secret" in metadata:
+            presented = metadata["client_secret"]
+            now = self.clock()
+            current = [s.digest for s in client.secrets if s.expires_at is None or now < s.expires_at]
+            matches = [secret_matches(presented, d) for d in current] if isinstance(presented, str) else []
+            if not any(matches):
+                raise InvalidRequest("client_secret does not match the current secret (it cannot be chosen)")
+        registration.apply_metadata(client, metadata)
+        self.store.save_client(client)
+        self.cache.forget(client.client_id)
+        return self._information(client)
+
+    def delete(self, client: ClientRecord) -> None:
+        delete_application(self.store, self.cache, client)
+
+    def _information(self, client: ClientRecord) -> dict[str, Any]:
+        return {**registration.client_metadata(client), "registration_client_uri": self.client_uri(client.client_id)}

@@ -1,0 +1,222 @@
+"""Developer Settings (/developer/apps) and Connected apps (/account/apps): parse, call oauth/developer, render.
+
+Every page needs a signed-in user (GET without one: redirect to /login). Every POST is checked for
+same origin and carries a CSRF token derived from the session and the action.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import UTC, datetime
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from chalice import Blueprint, Response
+from chalice.app import Request
+
+from chalicelib import clock
+from chalicelib.crypto.envelope import EnvelopeError
+from chalicelib.oauth import scopes as scope_rules
+from chalicelib.oauth.developer import APP_TYPE_LABELS, AppForm, AppNotFound, Developer, redirect_uri_lines
+from chalicelib.oauth.errors import OAuthError
+from chalicelib.oauth.sessions import csrf_token, csrf_valid
+from chalicelib.store.records import ClientRecord, StoreUnavailable
+from chalicelib.web.common import ANY_BODY, NO_STORE, error_page, form_parameters, page, query_parameters
+from chalicelib.web.cookies import SESSION, read_cookie, same_origin
+from chalicelib.wiring import services
+
+bp = Blueprint(__name__)
+log = logging.getLogger("clipron.oauth")
+
+SCOPE_FIELD = "scope."  # one checkbox per scope: form_parameters refuses a name sent twice
+
+
+class Forbidden(Exception):
+    """A state-changing request that is cross-site, lacks a valid CSRF token or has no session."""
+
+
+def developer() -> Developer:
+    s = services()
+    return Developer(s.store, s.clients, clock.now, s.settings.secret_rotation_overlap_seconds)
+
+
+def signed_in(request: Request) -> tuple[str, str] | None:
+    """(session id, user id) of the browser's live session, if any."""
+    s = services()
+    session_id = read_cookie(request, SESSION, s.settings)
+    session = s.sessions.resolve(session_id)
+    return (session_id, session.user_id) if session is not None and session_id else None
+
+
+def redirect(path: str) -> Response:
+    return Response(body="", status_code=303, headers={"Location": services().settings.url(path), **NO_STORE})
+
+
+def checked_form(request: Request, session_id: str, purpose: str) -> dict[str, str]:
+    """The POSTed form once it is same-origin and carries this action's CSRF token; Forbidden otherwise."""
+    if not same_origin(request, services().settings):
+        raise Forbidden("cross-site request refused")
+    form = form_parameters(request)
+    if not csrf_valid(session_id, purpose, form.get("csrf_token")):
+        raise Forbidden("the form has expired or was not sent from this site; reload the page and try again")
+    return form
+
+
+def html_page(handler: Callable[..., Response]) -> Callable[..., Response]:
+    """Pages: the user signs in first; failures become error pages, never a trace."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        request = bp.current_request
+        try:
+            user = signed_in(request)
+            if user is None:
+                if request.method == "GET":
+                    return redirect("/login")
+                return error_page("Signed out", "Your session has ended. Sign in again.", 403)
+            return handler(*args, user=user, **kwargs)
+        except AppNotFound:
+            return error_page("Not found", "There is no such application in your account.", 404)
+        except Forbidden as error:
+            return error_page("Forbidden", str(error), 403)
+        except OAuthError as error:
+            return error_page("Bad request", error.description, error.status)
+        except (StoreUnavailable, EnvelopeError) as error:
+            log.warning("dependency unavailable: %s", error)
+            return error_page("Unavailable", "The service is briefly unavailable. Try again shortly.", 503)
+        except Exception:  # noqa: BLE001 - the last line of defence: no trace leaves the server
+            log.exception("unhandled error in %s", handler.__name__)
+            return error_page("Error", "An unexpected error occurred.", 500)
+
+    return wrapper
+
+
+def when(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def scope_choices(form: dict[str, str]) -> list[str]:
+    return [scope for scope in scope_rules.CATALOGUE if form.get(SCOPE_FIELD + scope)]
+
+
+def render(template: str, session_id: str, status: int = 200, **context: Any) -> Response:
+    def csrf(purpose: str) -> str:
+        return csrf_token(session_id, purpose)
+
+    # links and form actions carry the issuer's path (a stage prefix behind API Gateway)
+    prefix = urlsplit(services().settings.issuer).path
+    return page(template, status=status, csrf=csrf, catalogue=scope_rules.CATALOGUE, scope_field=SCOPE_FIELD,
+                app_types=APP_TYPE_LABELS, when=when, static_prefix=prefix, **context)
+
+
+# -- Developer Settings --------------------------------------------------------------------------
+
+@bp.route("/developer/apps", methods=["GET"])
+@html_page
+def list_apps(user: tuple[str, str]) -> Response:
+    session_id, user_id = user
+    return render("developer_apps.html", session_id, apps=developer().apps(user_id))
+
+
+@bp.route("/developer/apps/new", methods=["GET"])
+@html_page
+def new_app(user: tuple[str, str]) -> Response:
+    values = {"name": "", "app_type": "web", "redirect_uris": "", "scopes": ["read:analysis"]}
+    return render("developer_new.html", user[0], values=values, error=None)
+
+
+@bp.route("/developer/apps", methods=["POST"], content_types=ANY_BODY)
+@html_page
+def create_app(user: tuple[str, str]) -> Response:
+    session_id, user_id = user
+    form = checked_form(bp.current_request, session_id, "developer:create")
+    values = {
+        "name": form.get("name", ""),
+        "app_type": form.get("app_type", ""),
+        "redirect_uris": form.get("redirect_uris", ""),
+        "scopes": scope_choices(form),
+    }
+    app_form = AppForm(values["name"], values["app_type"], redirect_uri_lines(values["redirect_uris"]),
+                       values["scopes"])
+    try:
+        registered = developer().create(user_id, app_form)
+    except OAuthError as error:
+        return render("developer_new.html", session_id, status=400, values=values, error=error.description)
+    return render("developer_secret.html", session_id, status=201, client=registered.client,
+                  secret=registered.client_secret, created=True)
+
+
+@bp.route("/developer/apps/{client_id}", methods=["GET"])
+@html_page
+def show_app(client_id: str, user: tuple[str, str]) -> Response:
+    session_id, user_id = user
+    client = developer().app(user_id, client_id)
+    saved = query_parameters(bp.current_request).get("saved") == "1"
+    return _detail(session_id, client, saved=saved)
+
+
+def _detail(session_id: str, client: ClientRecord, status: int = 200, error: str | None = None,
+            saved: bool = False, values: dict[str, Any] | None = None) -> Response:
+    values = values or {"name": client.name, "redirect_uris": "\n".join(client.redirect_uris),
+                        "scopes": client.scopes}
+    return render("developer_app.html", session_id, status=status, client=client, values=values, error=error,
+                  saved=saved)
+
+
+@bp.route("/developer/apps/{client_id}", methods=["POST"], content_types=ANY_BODY)
+@html_page
+def update_app(client_id: str, user: tuple[str, str]) -> Response:
+    session_id, user_id = user
+    form = checked_form(bp.current_request, session_id, f"developer:update:{client_id}")
+    values = {"name": form.get("name", ""), "redirect_uris": form.get("redirect_uris", ""),
+              "scopes": scope_choices(form)}
+    apps = developer()
+    try:
+        apps.update(user_id, client_id, values["name"], redirect_uri_lines(values["redirect_uris"]), values["scopes"])
+    except OAuthError as error:
+        return _detail(session_id, apps.app(user_id, client_id), 400, error.description, values=values)
+    return redirect(f"/developer/apps/{client_id}?saved=1")
+
+
+@bp.route("/developer/apps/{client_id}/rotate", methods=["POST"], content_types=ANY_BODY)
+@html_page
+def rotate_secret(client_id: str, user: tuple[str, str]) -> Response:
+    session_id, user_id = user
+    checked_form(bp.current_request, session_id, f"developer:rotate:{client_id}")
+    apps = developer()
+    secret = apps.rotate_secret(user_id, client_id)
+    return render("developer_secret.html", session_id, client=apps.app(user_id, client_id), secret=secret,
+                  created=False, overlap=services().settings.secret_rotation_overlap_seconds)
+
+
+@bp.route("/developer/apps/{client_id}/delete", methods=["POST"], content_types=ANY_BODY)
+@html_page
+def delete_app(client_id: str, user: tuple[str, str]) -> Response:
+    session_id, user_id = user
+    form = checked_form(bp.current_request, session_id, f"developer:delete:{client_id}")
+    apps = developer()
+    if form.get("confirm") != "yes":
+        client = apps.app(user_id, client_id)
+        return _detail(session_id, client, 400, "Tick the box to confirm the deletion.")
+    apps.delete(user_id, client_id)
+    return redirect("/developer/apps")
+
+
+# -- Connected apps ------------------------------------------------------------------------------
+
+@bp.route("/account/apps", methods=["GET"])
+@html_page
+def connected_apps(user: tuple[str, str]) -> Response:
+    session_id, user_id = user
+    revoked = query_parameters(bp.current_request).get("revoked") == "1"
+    return render("account_apps.html", session_id, apps=developer().connected_apps(user_id), revoked=revoked)
+
+
+@bp.route("/account/apps/{client_id}/revoke", methods=["POST"], content_types=ANY_BODY)
+@html_page
+def revoke_access(client_id: str, user: tuple[str, str]) -> Response:
+    session_id, user_id = user
+    checked_form(bp.current_request, session_id, f"account:revoke:{client_id}")
+    developer().revoke_access(user_id, client_id)
+    return redirect("/account/apps?revoked=1")

@@ -1,0 +1,107 @@
+"""Helpers for the Developer Settings, Connected apps and registration tests: users with sessions,
+form posts carrying the CSRF token the page rendered, grants with refresh tokens written as a code
+exchange writes them, and a scan of the whole table (to prove no secret is stored in the clear)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from html import unescape
+from typing import Any
+from urllib.parse import urlencode
+
+import boto3
+
+from chalicelib import clock
+from chalicelib.crypto.secrets import digest, new_id, new_token
+from chalicelib.oauth import accounts
+from chalicelib.store.records import CodeRecord, GrantRecord, RefreshTokenRecord, UserRecord
+
+ISS = "http://127.0.0.1:8000"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_FORM_ACTION = re.compile(
+    r'<form method="post" action="([^"]+)">\s*<input type="hidden" name="csrf_token" value="([^"]+)"'
+)
+
+
+@dataclass
+class Browser:
+    """A signed-in user driving the pages through chalice's test client."""
+
+    http: Any
+    user_id: str
+    session_id: str
+
+    @property
+    def cookie(self) -> dict[str, str]:
+        return {"Cookie": f"clipron_session={self.session_id}"}
+
+    def get(self, path: str, headers: dict[str, str] | None = None):
+        return self.http.get(path, headers={**self.cookie, **(headers or {})})
+
+    def post(self, path: str, fields: dict[str, str], headers: dict[str, str] | None = None):
+        body = urlencode(fields).encode()
+        return self.http.post(path, headers={**self.cookie, **FORM, **(headers or {})}, body=body)
+
+    def csrf_for(self, page_path: str, action: str) -> str:
+        """The CSRF token the page at `page_path` put in the form posting to `action`."""
+        html = self.get(page_path).body.decode()
+        for found_action, token in _FORM_ACTION.findall(html):
+            if found_action == action:
+                return token
+        raise AssertionError(f"no form posting to {action} on {page_path}")
+
+    def submit(self, page_path: str, action: str, fields: dict[str, str], headers: dict[str, str] | None = None):
+        """Post a form as the page rendered it (with its CSRF token)."""
+        return self.post(action, {"csrf_token": self.csrf_for(page_path, action), **fields}, headers)
+
+    def create_app(self, name: str = "My App", app_type: str = "web",
+                   redirect_uris: str = "https://app.example/callback",
+                   scopes: tuple[str, ...] = ("read:analysis",)):
+        fields = {"name": name, "app_type": app_type, "redirect_uris": redirect_uris}
+        fields.update({f"scope.{s}": "on" for s in scopes})
+        return self.submit("/developer/apps/new", "/developer/apps", fields)
+
+
+def sign_in(services, http, email: str = "dev@example.com") -> Browser:
+    """A user with a live session (as /login would leave it)."""
+    user = accounts.create_user(services.store, email, "a good password", clock.now())
+    session_id, _ = services.sessions.start(user.user_id)
+    return Browser(http, user.user_id, session_id)
+
+
+def plain_user(services, email: str) -> str:
+    """A user that never logs in (no argon2 work): enough to own grants."""
+    user = UserRecord(new_id("usr_"), email, "not-a-password-hash", clock.now())
+    services.store.create_user(user)
+    return user.user_id
+
+
+def created_credentials(response) -> tuple[str, str | None]:
+    """The client id and (confidential apps) secret shown on the creation or rotation page."""
+    html = response.body.decode()
+    client_id = unescape(re.search(r'id="client-id">([^<]+)<', html).group(1))
+    secret = re.search(r'id="client-secret">([^<]+)<', html)
+    return client_id, unescape(secret.group(1)) if secret else None
+
+
+def issue_grant(services, client_id: str, user_id: str, scope: str = "read:analysis") -> tuple[str, str]:
+    """A grant and a refresh token written exactly as a code exchange writes them (consent included)."""
+    store, now = services.store, clock.now()
+    store.save_consent_scopes(user_id, client_id, scope.split(), now)
+    grant_id = new_id("gr_")
+    code = CodeRecord(digest(new_token()), client_id, "https://app.example/callback", True, user_id, scope, None,
+                      grant_id, now, now + 60)
+    store.put_code(code)
+    refresh_token = new_token()
+    grant = GrantRecord(grant_id, client_id, user_id, scope, now, now + 86400)
+    refresh = RefreshTokenRecord(digest(refresh_token), grant_id, client_id, user_id, scope, now, now + 86400)
+    store.redeem_code(code, grant, refresh)
+    return grant_id, refresh_token
+
+
+def table_dump(services) -> str:
+    """Every item of the OAuth table as text (a scan, as an attacker with a table dump would see it)."""
+    table = boto3.resource("dynamodb").Table(services.settings.table_name)
+    return json.dumps(table.scan()["Items"], default=str)

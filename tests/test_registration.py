@@ -1,0 +1,356 @@
+"""RFC 7591 POST /register and RFC 7592 management at the registration_client_uri."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib import clock
+from chalicelib.crypto.secrets import digest
+from chalicelib.oauth import clients as client_auth
+from chalicelib.oauth import registration
+from chalicelib.oauth.errors import InvalidRedirectUri
+from chalicelib.store.records import RegistrationTokenRecord
+from tests.developer_support import ISS, issue_grant, plain_user, table_dump
+
+TOKEN = "initial-access-token-for-tests"
+JSON = {"Content-Type": "application/json"}
+WEB = {"client_name": "Registered App", "redirect_uris": ["https://app.example/callback"]}
+
+
+@pytest.fixture
+def reg(aws, http):
+    now = clock.now()
+    aws.store.put_registration_token(RegistrationTokenRecord(digest(TOKEN), now, now + 3600, "tests"))
+    return http
+
+
+def post(http, metadata, token: str | None = TOKEN, headers=None):
+    auth = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    body = metadata if isinstance(metadata, bytes) else json.dumps(metadata).encode()
+    return http.post("/register", headers={**JSON, **auth, **(headers or {})}, body=body)
+
+
+def body(response):
+    return json.loads(response.body)
+
+
+def manage(http, method: str, uri: str, token: str, metadata=None):
+    path = uri.removeprefix(ISS)
+    headers = {"Authorization": f"Bearer {token}"}
+    if metadata is None:
+        return getattr(http, method)(path, headers=headers)
+    return getattr(http, method)(path, headers={**headers, **JSON}, body=json.dumps(metadata).encode())
+
+
+# -- registration ---------------------------------------------------------------------------------
+
+def test_confidential_registration_returns_credentials_once_and_stores_digests(aws, reg):
+    response = post(reg, {**WEB, "scope": "read:analysis write:analysis"})
+    assert response.status_code == 201
+    assert response.headers["Cache-Control"] == "no-store"
+    result = body(response)
+    assert result["client_id"].startswith("app_")
+    assert result["client_name"] == "Registered App"
+    assert result["redirect_uris"] == ["https://app.example/callback"]
+    assert result["grant_types"] == ["authorization_code", "refresh_token"]
+    assert result["response_types"] == ["code"]
+    assert result["token_endpoint_auth_method"] == "client_secret_basic"
+    assert result["scope"] == "read:analysis write:analysis"
+    assert result["client_secret_expires_at"] == 0
+    assert abs(result["client_id_issued_at"] - clock.now()) <= 2
+    assert result["registration_client_uri"] == f"{ISS}/register/{result['client_id']}"
+    secret, access_token = result["client_secret"], result["registration_access_token"]
+    assert len(secret) >= 43 and len(access_token) >= 43 and secret != access_token
+
+    stored = aws.store.get_client(result["client_id"])
+    assert stored.owner_id is None
+    assert [s.digest for s in stored.secrets] == [digest(secret)]
+    assert stored.registration_token_digest == digest(access_token)
+    dump = table_dump(aws)
+    assert secret not in dump and access_token not in dump and TOKEN not in dump
+
+    # the issued secret really authenticates the client
+    credentials = client_auth.client_credentials(None, {"client_id": result["client_id"], "client_secret": secret})
+    with pytest.raises(Exception, match="client authentication failed"):
+        client_auth.authenticate(aws.clients, credentials, clock.now(), 50)  # registered for basic, not post
+    basic = client_auth.ClientCredentials(result["client_id"], secret, "client_secret_basic", True)
+    assert client_auth.authenticate(aws.clients, basic, clock.now(), 50).client_id == result["client_id"]
+
+
+def test_public_native_client_gets_no_secret(reg):
+    metadata = {"client_name": "CLI", "redirect_uris": ["com.example.cli:/callback", "http://127.0.0.1/cb"],
+                "token_endpoint_auth_method": "none"}
+    response = post(reg, metadata)
+    assert response.status_code == 201
+    result = body(response)
+    assert "client_secret" not in result and "client_secret_expires_at" not in result
+    assert result["token_endpoint_auth_method"] == "none"
+    assert result["registration_access_token"]
+
+
+def test_machine_client_registers_for_client_credentials(reg):
+    metadata = {"client_name": "Nightly", "grant_types": ["client_credentials"], "response_types": [],
+                "token_endpoint_auth_method": "client_secret_post", "scope": "read:analysis"}
+    result = body(post(reg, metadata))
+    assert result["grant_types"] == ["client_credentials"] and result["redirect_uris"] == []
+    assert result["client_secret"]
+
+
+def test_unknown_metadata_is_ignored_and_server_fields_cannot_be_chosen(aws, reg):
+    metadata = {**WEB, "client_id": "chosen-id", "client_secret": "chosen-secret", "logo_uri": "https://x/y.png"}
+    result = body(post(reg, metadata))
+    assert result["client_id"] != "chosen-id" and result["client_secret"] != "chosen-secret"
+    assert "logo_uri" not in result
+    assert aws.store.get_client("chosen-id") is None
+
+
+def test_registration_endpoint_is_advertised(reg):
+    metadata = body(reg.get("/.well-known/oauth-authorization-server"))
+    assert metadata["registration_endpoint"] == f"{ISS}/register"
+
+
+# -- the initial access token ---------------------------------------------------------------------
+
+def test_missing_token_is_401_with_a_bare_bearer_challenge(aws, reg):
+    response = post(reg, WEB, token=None)
+    assert response.status_code == 401
+    assert body(response)["error"] == "invalid_token"
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="clipron"'
+    assert table_dump(aws).count('"kind": "client"') == 0
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer wrong-token", "Basic " + "dXNlcjpwYXNz", "Bearer", "Bearer a b", "Bearer " + "x" * 600, TOKEN],
+)
+def test_invalid_token_is_401_invalid_token(reg, authorization):
+    response = post(reg, WEB, token=None, headers={"Authorization": authorization})
+    assert response.status_code == 401
+    assert body(response)["error"] == "invalid_token"
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="clipron", error="invalid_token"')
+
+
+def test_expired_initial_access_token_is_refused(reg):
+    assert post(reg, WEB).status_code == 201
+    clock.travel(3600)
+    response = post(reg, WEB)
+    assert response.status_code == 401 and body(response)["error"] == "invalid_token"
+
+
+def test_token_is_checked_before_the_body(reg):
+    response = post(reg, b"not json", token="wrong")
+    assert response.status_code == 401
+
+
+# -- the body -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("raw", "headers", "error"),
+    [
+        (b"client_name=x", {"Content-Type": "application/x-www-form-urlencoded"}, "invalid_request"),
+        (b'{"client_name": "x"', {}, "invalid_client_metadata"),
+        (b"[]", {}, "invalid_client_metadata"),
+        (b'"a string"', {}, "invalid_client_metadata"),
+        (b'{"client_name": "a", "client_name": "b", "redirect_uris": ["https://a.example/cb"]}', {},
+         "invalid_client_metadata"),
+        (b"\xff\xfe", {}, "invalid_client_metadata"),
+    ],
+)
+def test_body_must_be_one_json_object(reg, raw, headers, error):
+    response = post(reg, raw, headers=headers)
+    assert response.status_code == 400
+    assert body(response)["error"] == error
+    assert response.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"client_name": ""}, "invalid_client_metadata"),
+        ({"client_name": None}, "invalid_client_metadata"),
+        ({"client_name": "x" * 101}, "invalid_client_metadata"),
+        ({"token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata"),
+        ({"grant_types": ["implicit"]}, "invalid_client_metadata"),
+        ({"grant_types": ["password"]}, "invalid_client_metadata"),
+        ({"grant_types": ["refresh_token"]}, "invalid_client_metadata"),
+        ({"grant_types": "authorization_code"}, "invalid_client_metadata"),
+        ({"response_types": ["token"]}, "invalid_client_metadata"),
+        ({"response_types": ["code", "token"]}, "invalid_client_metadata"),
+        ({"scope": "read:analysis admin"}, "invalid_client_metadata"),
+        ({"scope": "read:analysis  write:analysis"}, "invalid_client_metadata"),
+        ({"scope": 42}, "invalid_client_metadata"),
+        ({"grant_types": ["client_credentials"], "response_types": [], "token_endpoint_auth_method": "none"},
+         "invalid_client_metadata"),
+        ({"redirect_uris": []}, "invalid_redirect_uri"),
+        ({"redirect_uris": None}, "invalid_client_metadata"),  # missing altogether
+        ({"redirect_uris": "https://app.example/cb"}, "invalid_client_metadata"),
+        ({"redirect_uris": [f"https://app.example/{i}" for i in range(11)]}, "invalid_redirect_uri"),
+    ],
+)
+def test_invalid_metadata_is_a_spec_shaped_400(aws, reg, change, error):
+    metadata = {**WEB, **change}
+    if change.get("redirect_uris", "keep") is None:
+        del metadata["redirect_uris"]
+    if "client_name" in change and change["client_name"] is None:
+        del metadata["client_name"]
+    response = post(reg, metadata)
+    assert response.status_code == 400, response.body
+    result = body(response)
+    assert result["error"] == error
+    assert set(result) <= {"error", "error_description"}
+    assert table_dump(aws).count('"kind": "client"') == 0
+
+
+# -- redirect URI rules (RFC 8252, RFC 9700 §2.1) --------------------------------------------------
+
+ACCEPTED = [
+    ("https://app.example/callback", False),
+    ("https://app.example:8443/cb?x=1", False),
+    ("http://127.0.0.1/cb", False),
+    ("http://127.0.0.1:8765/callback", False),
+    ("http://[::1]:9000/cb", False),
+    ("http://localhost:3000/cb", False),
+    ("com.example.app:/oauth2redirect", True),
+    ("com.example.app:/oauth2redirect", True),
+]
+REFUSED = [
+    ("http://app.example/callback", False),  # plain http off loopback
+    ("http://127.0.0.2.example/cb", False),
+    ("https://app.example/cb#fragment", False),
+    ("https://app.example/cb#", False),
+    ("https://*.example/cb", False),
+    ("https://app.example/*", False),
+    ("https://user@app.example/cb", False),
+    ("https://user:pw@app.example/cb", False),
+    ("https://app.example@evil.example/cb", False),
+    ("javascript:alert(1)//", True),
+    ("data:text/html,hi", True),
+    ("//evil.example/cb", False),
+    ("/relative/cb", False),
+    ("https:///cb", False),
+    ("https://app.example/c b", False),
+    ("https://app.example/cb\n", False),
+    ("com.example.app:/cb", False),  # a private-use scheme is for public (native) clients only
+    ("myapp:/cb", True),  # not reverse-DNS
+    ("com.example.app://host:99/cb", True),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize(("uri", "public"), ACCEPTED)
+def test_redirect_uri_rule_accepts(uri, public):
+    assert registration.validate_redirect_uri(uri, public) == uri
+
+
+@pytest.mark.parametrize(("uri", "public"), REFUSED)
+def test_redirect_uri_rule_refuses(uri, public):
+    with pytest.raises(InvalidRedirectUri):
+        registration.validate_redirect_uri(uri, public)
+
+
+@pytest.mark.parametrize("uri", ["http://app.example/cb", "https://app.example/cb#x", "https://*.app.example/cb",
+                                 "https://u:p@app.example/cb", "com.example.app:/cb"])
+def test_register_refuses_bad_redirect_uris(reg, uri):
+    response = post(reg, {**WEB, "redirect_uris": ["https://ok.example/cb", uri]})
+    assert response.status_code == 400
+    assert body(response)["error"] == "invalid_redirect_uri"
+
+
+def test_native_private_use_scheme_is_accepted_over_register(reg):
+    metadata = {**WEB, "redirect_uris": ["com.example.app:/cb"], "token_endpoint_auth_method": "none"}
+    assert post(reg, metadata).status_code == 201
+
+
+# -- RFC 7592 management --------------------------------------------------------------------------
+
+@pytest.fixture
+def registered(reg):
+    return body(post(reg, WEB))
+
+
+def test_read_returns_the_metadata_and_no_secret(reg, registered):
+    response = manage(reg, "get", registered["registration_client_uri"], registered["registration_access_token"])
+    assert response.status_code == 200
+    result = body(response)
+    assert result["client_id"] == registered["client_id"]
+    assert result["redirect_uris"] == WEB["redirect_uris"]
+    assert "client_secret" not in result and "registration_access_token" not in result
+
+
+@pytest.mark.parametrize("which", ["wrong", "initial", "other-client", "missing"])
+def test_management_needs_this_clients_registration_access_token(reg, registered, which):
+    other = body(post(reg, {**WEB, "client_name": "Other"}))
+    token = {"wrong": "not-the-token", "initial": TOKEN, "other-client": other["registration_access_token"],
+             "missing": None}[which]
+    path = registered["registration_client_uri"].removeprefix(ISS)
+    for method in ("get", "delete"):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = getattr(reg, method)(path, headers=headers)
+        assert response.status_code == 401
+        assert body(response)["error"] == "invalid_token"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert manage(reg, "get", registered["registration_client_uri"],
+                  registered["registration_access_token"]).status_code == 200
+
+
+def test_unknown_client_is_401_like_a_wrong_token(reg):
+    response = manage(reg, "get", f"{ISS}/register/app_nope", "some-token")
+    assert response.status_code == 401 and body(response)["error"] == "invalid_token"
+
+
+def test_update_replaces_metadata_and_forgets_the_cached_client(aws, reg, registered):
+    client_id = registered["client_id"]
+    assert aws.clients.get(client_id).redirect_uris == WEB["redirect_uris"]  # now cached
+    update = {"client_id": client_id, "client_name": "Renamed", "redirect_uris": ["https://new.example/cb"],
+              "scope": "read:project", "client_secret": registered["client_secret"]}
+    response = manage(reg, "put", registered["registration_client_uri"], registered["registration_access_token"],
+                      update)
+    assert response.status_code == 200, response.body
+    result = body(response)
+    assert result["client_name"] == "Renamed" and result["redirect_uris"] == ["https://new.example/cb"]
+    assert result["scope"] == "read:project"
+    assert aws.clients.get(client_id).redirect_uris == ["https://new.example/cb"]
+    # the secret did not change
+    assert [s.digest for s in aws.store.get_client(client_id).secrets] == [digest(registered["client_secret"])]
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"client_id": "app_other"}, "invalid_request"),
+        ({"client_id": None}, "invalid_request"),
+        ({"client_secret": "chosen-by-the-client"}, "invalid_request"),
+        ({"registration_access_token": "x"}, "invalid_request"),
+        ({"registration_client_uri": "https://evil.example"}, "invalid_request"),
+        ({"client_id_issued_at": 1}, "invalid_request"),
+        ({"client_secret_expires_at": 1}, "invalid_request"),
+        ({"token_endpoint_auth_method": "none"}, "invalid_client_metadata"),
+        ({"redirect_uris": ["http://evil.example/cb"]}, "invalid_redirect_uri"),
+    ],
+)
+def test_bad_updates_are_refused_and_change_nothing(aws, reg, registered, change, error):
+    update = {"client_id": registered["client_id"], **WEB, **change}
+    if change.get("client_id", "keep") is None:
+        del update["client_id"]
+    response = manage(reg, "put", registered["registration_client_uri"], registered["registration_access_token"],
+                      update)
+    assert response.status_code == 400
+    assert body(response)["error"] == error
+    stored = aws.store.get_client(registered["client_id"])
+    assert stored.redirect_uris == WEB["redirect_uris"] and stored.auth_method == "client_secret_basic"
+
+
+def test_delete_removes_the_client_and_revokes_its_grants(aws, reg, registered):
+    client_id = registered["client_id"]
+    user_id = plain_user(aws, "someone@example.com")
+    grant_id, _ = issue_grant(aws, client_id, user_id)
+    uri, token = registered["registration_client_uri"], registered["registration_access_token"]
+    response = manage(reg, "delete", uri, token)
+    assert response.status_code == 204
+    assert aws.store.get_client(client_id) is None
+    assert aws.clients.get(client_id) is None
+    assert aws.store.get_grant(client_id, grant_id).revoked_at is not None
+    assert aws.store.get_consent(user_id, client_id) is None
+    assert manage(reg, "get", uri, token).status_code == 401
