@@ -6,6 +6,7 @@ from chalicelib import jobs
 from chalicelib.settings import validate_at_start
 from chalicelib.web import api as resource_api
 from chalicelib.web import assets, wellknown
+from chalicelib.web import authorize as authorize_pages
 from chalicelib.web import developer as developer_pages
 from chalicelib.web import lifecycle as token_lifecycle
 from chalicelib.web import logging as access_logging
@@ -22,5 +23,6 @@ app.register_blueprint(token_lifecycle.bp)
 app.register_blueprint(resource_api.bp)
 app.register_blueprint(token_endpoint.bp)
 app.register_blueprint(jobs.bp)
+app.register_blueprint(authorize_pages.bp)
 app.register_blueprint(registration_endpoint.bp)
 app.register_blueprint(developer_pages.bp)
