@@ -94,6 +94,10 @@ class StageResources:
     key_arn: str
 
     @property
+    def partition(self) -> str:
+        return self.key_arn.split(":")[1]
+
+    @property
     def region(self) -> str:
         return self.key_arn.split(":")[3]
 
@@ -141,9 +145,10 @@ POLICY_FILES = {
 TABLES_SID, KEY_SID, LOGS_SID = "OAuthTables", "SigningKeyEnvelopes", "Logs"
 
 
-def log_group_arn(region: str, account: str, stage: str, function: str) -> str:
+def log_group_arn(resources: StageResources, stage: str, function: str) -> str:
     """The function's log group (chalice deploy names functions <app>-<stage>-<function>), its streams."""
-    return f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{APP_NAME}-{stage}-{function}:*"
+    account = f"arn:{resources.partition}:logs:{resources.region}:{resources.account}"
+    return f"{account}:log-group:/aws/lambda/{APP_NAME}-{stage}-{function}:*"
 
 
 def policy_resources(
@@ -152,7 +157,7 @@ def policy_resources(
     return {
         TABLES_SID: sorted(resources.table_arns[variable] for variable in tables),
         KEY_SID: [resources.key_arn],
-        LOGS_SID: [log_group_arn(resources.region, resources.account, stage, function)],
+        LOGS_SID: [log_group_arn(resources, stage, function)],
     }
 
 
