@@ -15,12 +15,16 @@ from typing import Any
 
 from chalice import Blueprint, Rate
 
-from chalicelib import wiring
+from chalicelib import clock, wiring
+from chalicelib.crypto.keyring import NEXT
 
 # Every 30 days. The next key is published a whole period before it signs, far longer than any
 # JWKS cache; change ROTATION_DAYS and redeploy to change the cadence (the rule is infrastructure).
 ROTATION_DAYS = 30
 ROTATION_FUNCTION = "rotate_signing_keys"
+# EventBridge delivers at least once: a duplicate run must not promote a `next` key that clients'
+# JWKS caches have not seen yet. The operator's `rotate-keys` has no such floor (e.g. after a leak).
+MIN_NEXT_KEY_AGE_SECONDS = 86400
 
 bp = Blueprint(__name__)
 log = logging.getLogger("clipron.oauth.jobs")
@@ -30,6 +34,11 @@ log.setLevel(logging.INFO)  # the Lambda runtime's root logger stops at WARNING
 @bp.schedule(Rate(ROTATION_DAYS, unit=Rate.DAYS), name=ROTATION_FUNCTION)
 def rotate_signing_keys(event: Any) -> dict[str, Any]:
     """Rotate the signing keys; logs and returns key ids only (never key material)."""
-    result = wiring.services().keyring.rotate()
+    keyring = wiring.services().keyring
+    nexts = [record.created_at for record in keyring.store.list_signing_keys() if record.status == NEXT]
+    if nexts and clock.now() - min(nexts) < MIN_NEXT_KEY_AGE_SECONDS:
+        result: dict[str, Any] = {"skipped": "the next key was published less than a day ago"}
+    else:
+        result = keyring.rotate()
     log.info(json.dumps({"job": ROTATION_FUNCTION, **result}, separators=(",", ":")))
     return result

@@ -9,7 +9,7 @@ from pathlib import Path
 import botocore.client
 import pytest
 
-from chalicelib import clock
+from chalicelib import clock, jobs
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.provision import POLICY_FILES
 from chalicelib.store.records import (
@@ -175,6 +175,7 @@ def test_every_call_of_the_scheduled_rotation_is_granted_to_its_function(http, a
 
     from app import app
 
+    clock.travel(jobs.MIN_NEXT_KEY_AGE_SECONDS)  # the provisioned `next` key is old enough to promote
     with Client(app, stage_name="local") as client:
         event = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
         assert client.lambda_.invoke("rotate_signing_keys", event).payload["current"]

@@ -17,6 +17,7 @@ PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi"}
 
 @pytest.fixture
 def lambdas(aws):
+    clock.travel(jobs.MIN_NEXT_KEY_AGE_SECONDS)  # the ring provisioned a `next` key a day ago
     with Client(app, stage_name="local") as client:
         yield client
 
@@ -90,10 +91,20 @@ def test_scheduled_rotation_keeps_old_tokens_valid_and_publishes_old_and_new(lam
     assert not any("PRIVATE" in message or "ciphertext" in message for _, message in lines)
 
 
+def test_a_duplicate_delivery_does_not_promote_an_unseen_key(lambdas, aws):
+    first = _scheduled(lambdas)
+    published = set(_jwks(lambdas))
+    assert _scheduled(lambdas) == {"skipped": "the next key was published less than a day ago"}
+    aws.keyring.invalidate()
+    assert set(_jwks(lambdas)) == published
+    assert aws.keyring.current().kid == first["current"]
+
+
 def test_a_later_rotation_drops_keys_retired_longer_than_tokens_live(lambdas, aws):
+    assert jobs.MIN_NEXT_KEY_AGE_SECONDS > aws.settings.access_token_seconds + JWKS_CACHE_MARGIN_SECONDS
     old_kid = jwt.get_unverified_header(_issue(aws))["kid"]
     _scheduled(lambdas)
-    clock.travel(aws.settings.access_token_seconds + JWKS_CACHE_MARGIN_SECONDS + 1)
+    clock.travel(jobs.MIN_NEXT_KEY_AGE_SECONDS)
     result = _scheduled(lambdas)
     assert result["removed"] == [old_kid]
     aws.keyring.invalidate()
