@@ -37,6 +37,9 @@ vendor: $(STAMP) requirements-vendor.txt
 	rm -rf vendor/bin
 
 deploy: vendor
+	@if grep -q ':key/00000000-0000-0000-0000-000000000000' .chalice/policy-$(STAGE).json; then \
+	  echo "error: .chalice/policy-$(STAGE).json names placeholder ARNs: run" \
+	       "$(BIN)/python -m chalicelib.cli provision --stage $(STAGE) first" >&2; exit 2; fi
 	$(BIN)/chalice deploy --stage $(STAGE)
 
 package: vendor
