@@ -232,6 +232,8 @@ REFUSED = [
     ("https:///cb", False),
     ("https://app.example/c b", False),
     ("https://app.example/cb\n", False),
+    ('https://app.example/"><script>alert(1)</script>', False),  # not URI characters (RFC 3986)
+    ("https://app.example/{id}|x^", False),
     ("com.example.app:/cb", False),  # a private-use scheme is for public (native) clients only
     ("myapp:/cb", True),  # not reverse-DNS
     ("com.example.app://host:99/cb", True),

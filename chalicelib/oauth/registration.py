@@ -41,7 +41,8 @@ def validate_redirect_uri(uri: str, public_client: bool) -> str:
     """https; http on loopback; a private-use scheme for native public clients. No fragment, userinfo, wildcard."""
     if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_LENGTH or uri != uri.strip():
         raise InvalidRedirectUri("a redirect URI must be a non-empty absolute URI")
-    if any(ch in uri for ch in "*#\\ \t\r\n") or any(ord(ch) < 0x21 or ord(ch) > 0x7E for ch in uri):
+    # RFC 3986 has no place for these unencoded (quotes and angle brackets would also carry markup)
+    if any(ch in uri for ch in '*#\\ \t\r\n"<>{}|^`') or any(ord(ch) < 0x21 or ord(ch) > 0x7E for ch in uri):
         raise InvalidRedirectUri(f"the redirect URI {uri} has a fragment, a wildcard or invalid characters")
     try:
         parts = urlsplit(uri)

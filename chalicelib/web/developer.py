@@ -7,7 +7,6 @@ same origin and carries a CSRF token derived from the session and the action.
 from __future__ import annotations
 
 import functools
-import logging
 from datetime import UTC, datetime
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -16,18 +15,24 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 
 from chalicelib import clock
-from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.developer import APP_TYPE_LABELS, AppForm, AppNotFound, Developer, redirect_uri_lines
 from chalicelib.oauth.errors import OAuthError
 from chalicelib.oauth.sessions import csrf_token, csrf_valid
-from chalicelib.store.records import ClientRecord, StoreUnavailable
-from chalicelib.web.common import ANY_BODY, NO_STORE, error_page, form_parameters, page, query_parameters
+from chalicelib.store.records import ClientRecord
+from chalicelib.web.common import (
+    ANY_BODY,
+    NO_STORE,
+    error_page,
+    form_parameters,
+    page,
+    page_guarded,
+    query_parameters,
+)
 from chalicelib.web.cookies import SESSION, read_cookie, same_origin
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
-log = logging.getLogger("clipron.oauth")
 
 SCOPE_FIELD = "scope."  # one checkbox per scope: form_parameters refuses a name sent twice
 
@@ -64,32 +69,24 @@ def checked_form(request: Request, session_id: str, purpose: str) -> dict[str, s
 
 
 def html_page(handler: Callable[..., Response]) -> Callable[..., Response]:
-    """Pages: the user signs in first; failures become error pages, never a trace."""
+    """Pages: the user signs in first; other failures become error pages (web.common.page_guarded)."""
 
     @functools.wraps(handler)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
         request = bp.current_request
+        user = signed_in(request)
+        if user is None:
+            if request.method == "GET":
+                return redirect("/login")
+            return error_page("Signed out", "Your session has ended. Sign in again.", 403)
         try:
-            user = signed_in(request)
-            if user is None:
-                if request.method == "GET":
-                    return redirect("/login")
-                return error_page("Signed out", "Your session has ended. Sign in again.", 403)
             return handler(*args, user=user, **kwargs)
         except AppNotFound:
             return error_page("Not found", "There is no such application in your account.", 404)
         except Forbidden as error:
-            return error_page("Forbidden", str(error), 403)
-        except OAuthError as error:
-            return error_page("Bad request", error.description, error.status)
-        except (StoreUnavailable, EnvelopeError) as error:
-            log.warning("dependency unavailable: %s", error)
-            return error_page("Unavailable", "The service is briefly unavailable. Try again shortly.", 503)
-        except Exception:  # noqa: BLE001 - the last line of defence: no trace leaves the server
-            log.exception("unhandled error in %s", handler.__name__)
-            return error_page("Error", "An unexpected error occurred.", 500)
+            return error_page("Request refused", str(error), 403)
 
-    return wrapper
+    return page_guarded(wrapper)
 
 
 def when(epoch: int) -> str:
