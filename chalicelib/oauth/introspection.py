@@ -4,7 +4,8 @@ Who may ask: confidential clients only (public clients cannot keep a secret, so 
 pose as one). A client learns about its own tokens; a client the operator flagged as a resource
 server (`ClientRecord.resource_server`) learns about every client's tokens. Any other token reads
 as `{"active": false}`, exactly like an unknown one, so introspection is no oracle for other
-clients' tokens.
+clients' tokens. Every access token is issued for the Clipron API (`API_AUDIENCE`), so a token
+for any other audience was not issued here and is inactive too.
 
 Cost: an access token is verified offline (signature, issuer, type, times), then its grant is read
 by key with one consistent GetItem (revocation must be visible); a client_credentials token has no
@@ -44,9 +45,11 @@ def may_inspect(caller: ClientRecord, token_client_id: str) -> bool:
 
 
 class Introspector:
-    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, clock: Callable[[], int]) -> None:
+    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, audience: str,
+                 clock: Callable[[], int]) -> None:
         self.store = store
         self.access_tokens = access_tokens
+        self.audience = audience  # every access token here is issued for the Clipron API
         self.clock = clock
 
     def introspect(self, caller: ClientRecord, token: str) -> dict[str, Any]:
@@ -64,7 +67,7 @@ class Introspector:
 
     def _access_token(self, caller: ClientRecord, token: str) -> dict[str, Any]:
         try:
-            claims = self.access_tokens.verify(token, audience=None)
+            claims = self.access_tokens.verify(token, self.audience)
         except InvalidToken:
             return inactive()
         if not may_inspect(caller, claims.client_id):

@@ -26,9 +26,11 @@ from chalicelib.store.records import ClientRecord
 
 
 class Revoker:
-    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, clock: Callable[[], int]) -> None:
+    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, audience: str,
+                 clock: Callable[[], int]) -> None:
         self.store = store
         self.access_tokens = access_tokens
+        self.audience = audience
         self.clock = clock
 
     def revoke(self, caller: ClientRecord, token: str) -> None:
@@ -54,7 +56,7 @@ class Revoker:
 
     def _access_token(self, caller: ClientRecord, token: str) -> None:
         try:
-            claims = self.access_tokens.verify(token, audience=None, allow_expired=True)
+            claims = self.access_tokens.verify(token, self.audience, allow_expired=True)
         except InvalidToken:
             return
         if not self._owned_by(caller, claims.client_id):

@@ -78,12 +78,10 @@ class AccessTokens:
         token = self.signer.sign(claims, ACCESS_TOKEN_TYP)
         return IssuedAccessToken(token, jti, self.lifetime, now + self.lifetime)
 
-    def verify(self, token: str, audience: str | None, *, allow_expired: bool = False) -> AccessTokenClaims:
+    def verify(self, token: str, audience: str, *, allow_expired: bool = False) -> AccessTokenClaims:
         """The token's claims, or InvalidToken. No network, file or database access happens here.
 
-        `audience=None` accepts any audience and `allow_expired` skips the expiry check: only for the
-        issuer answering about its own tokens (introspection reports `aud`; revocation of an expired
-        token still ends its grant). A resource server always passes its own audience.
+        `allow_expired` skips only the expiry check: revocation of an expired token still ends its grant.
         """
         import jwt  # lazily: PyJWT pulls in cryptography, which JWKS and pages never need
 
@@ -112,7 +110,6 @@ class AccessTokens:
                 options={
                     "require": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"],
                     "strict_aud": True,
-                    "verify_aud": audience is not None,
                     # time claims are checked below against the one clock every layer reads
                     "verify_exp": False,
                     "verify_iat": False,
@@ -123,8 +120,6 @@ class AccessTokens:
             raise InvalidToken(_describe(error)) from None
         except (ValueError, TypeError, json.JSONDecodeError):
             raise InvalidToken("the access token is malformed") from None
-        if not isinstance(claims["aud"], str):
-            raise InvalidToken("the access token is not meant for this resource")
         self._check_times(claims, allow_expired)
         return AccessTokenClaims(
             sub=str(claims["sub"]),

@@ -39,7 +39,7 @@ def revoke() -> Response:
     form = form_parameters(bp.current_request)
     client = _authenticated(form)
     s = services()
-    Revoker(s.store, s.access_tokens, clock.now).revoke(client, _token(form))
+    Revoker(s.store, s.access_tokens, s.settings.api_audience, clock.now).revoke(client, _token(form))
     return Response(body="", status_code=200, headers={**NO_STORE, "Content-Type": "text/plain"})
 
 
@@ -49,7 +49,8 @@ def introspect() -> Response:
     form = form_parameters(bp.current_request)
     client = _authenticated(form)
     s = services()
-    return json_response(Introspector(s.store, s.access_tokens, clock.now).introspect(client, _token(form)))
+    introspector = Introspector(s.store, s.access_tokens, s.settings.api_audience, clock.now)
+    return json_response(introspector.introspect(client, _token(form)))
 
 
 def _post_only(name: str) -> Response:
