@@ -256,3 +256,24 @@ def test_client_deleted_while_parked(browser, aws):
     aws.clients.forget("c2")
     assert_page(decide(browser, page, "allow"))
     assert codes() == []
+
+
+def test_consent_and_resuming_login_allow_the_form_to_end_at_the_client_only(http, aws, user):
+    """Browsers apply CSP form-action to the redirects after a form post: the validated origin is listed."""
+    browser = Browser(http)
+    start = browser.get(az(client_id="n1", redirect_uri="http://127.0.0.1:51004/cb"))
+    login = browser.follow(start)
+    assert "form-action 'self' http://127.0.0.1:51004;" in login.headers["Content-Security-Policy"]
+    page = browser.follow(sign_in(browser, request_id=request_id_of(location(start))))
+    policy = page.headers["Content-Security-Policy"]
+    assert "form-action 'self' http://127.0.0.1:51004;" in policy and "frame-ancestors 'none'" in policy
+    assert "form-action 'self';" in Browser(http).get("/login").headers["Content-Security-Policy"]
+
+
+def test_a_redirect_origin_unfit_for_a_header_is_never_pasted_into_the_policy(http, aws, user):
+    add_client(aws.store, "odd", ["https://odd.example;script-src_*/cb"])
+    browser = Browser(http)
+    sign_in(browser)
+    page = consent_page(browser, az(client_id="odd", redirect_uri="https://odd.example;script-src_*/cb"))
+    assert page.headers["Content-Security-Policy"].count(";") == 5
+    assert "script-src" not in page.headers["Content-Security-Policy"]

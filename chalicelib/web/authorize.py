@@ -7,6 +7,7 @@ token derived from the (pre-)session; the flow resumes only through the parked r
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode, urlsplit
 
 from chalice import Blueprint, Response
@@ -27,6 +28,7 @@ from chalicelib.store.records import SessionRecord
 from chalicelib.web.common import (
     ANY_BODY,
     NO_STORE,
+    PAGE_HEADERS,
     error_page,
     form_pairs,
     form_parameters,
@@ -42,6 +44,8 @@ bp = Blueprint(__name__)
 
 PRE_SESSION_SECONDS = 3600
 LOGIN_TITLE = "Sign in to your Clipron account"
+# an origin safe to paste into a CSP header (no quotes, separators or wildcards)
+_CSP_ORIGIN = re.compile(r"^(https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|http://\[::1\](:[0-9]{1,5})?|[a-z][a-z0-9+.\-]*:)$")
 GONE = (
     "This sign-in request has expired or was already used. "
     "Go back to the application and start again."
@@ -88,6 +92,28 @@ def _follow(step: Step) -> Response:
                      _redirect_status())
 
 
+def _allowing_redirect_to(redirect_uri: str | None) -> dict[str, str]:
+    """CSP for a page whose form ends in a redirect to the client: browsers apply `form-action` to the
+    whole redirect chain of a form submission, so the one validated redirect origin is added."""
+    if redirect_uri is None:
+        return {}
+    parts = urlsplit(redirect_uri)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
+    if not _CSP_ORIGIN.match(origin):
+        return {}
+    policy = PAGE_HEADERS["Content-Security-Policy"].replace("form-action 'self'", f"form-action 'self' {origin}")
+    return {"Content-Security-Policy": policy}
+
+
+def _parked_redirect_uri(request_id: str | None) -> str | None:
+    if request_id is None:
+        return None
+    try:
+        return _flow().parked(request_id).redirect_uri
+    except ParkedRequestGone:
+        return None
+
+
 def _forbidden() -> Response:
     return error_page("Request refused", "This form was not sent from a Clipron page. Reload the page and try again.",
                       403)
@@ -119,7 +145,7 @@ def _login_page(pre_session: str, request_id: str | None, status: int = 200, err
     return page(
         "login.html",
         status=status,
-        headers=headers,
+        headers={**_allowing_redirect_to(_parked_redirect_uri(request_id)), **(headers or {})},
         title=LOGIN_TITLE,
         action=services().settings.url("/login"),
         csrf_token=csrf_token(pre_session, "login"),
@@ -231,6 +257,7 @@ def consent_form() -> Response:
     assert session_id is not None
     return page(
         "consent.html",
+        headers=_allowing_redirect_to(request.redirect_uri),
         title=f"Allow {request.client.name}?",
         client_name=request.client.name,
         redirect_host=urlsplit(request.redirect_uri).netloc or request.redirect_uri,
