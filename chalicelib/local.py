@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import clock, wiring
+from chalicelib.api.service import seed_demo_analyses
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import accounts, registration
 from chalicelib.provision import provision
 from chalicelib.settings import load_settings
+from chalicelib.store.api_store import ApiStore
 from chalicelib.store.records import ClientSecret, RegistrationTokenRecord
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +89,7 @@ def aws_environment(moto_port: int, environ: dict[str, str]) -> dict[str, str]:
 
 
 def seed(services: wiring.Services, knobs: dict[str, str]) -> None:
-    """The demo user, the demo confidential client and the registration token."""
+    """The demo user (with two demo analyses), the demo confidential client and the registration token."""
     store, now = services.store, clock.now()
     user = accounts.create_user(store, knobs["DEMO_EMAIL"], knobs["DEMO_PASSWORD"], now)
     metadata = {"client_name": "Demo App", "redirect_uris": [knobs["DEMO_REDIRECT_URI"]]}
@@ -97,6 +99,7 @@ def seed(services: wiring.Services, knobs: dict[str, str]) -> None:
     store.create_client(client)
     token = RegistrationTokenRecord(digest(knobs["REGISTRATION_TOKEN"]), now, now + 365 * 86400, "local run")
     store.put_registration_token(token)
+    seed_demo_analyses(ApiStore(), user.user_id, now)
 
 
 def banner(settings: Any, knobs: dict[str, str], moto_port: int) -> str:
@@ -107,6 +110,7 @@ Clipron OAuth is running (stage local, AWS = embedded moto on 127.0.0.1:{moto_po
   Issuer / base URL    {issuer}
   Metadata             {issuer}/.well-known/oauth-authorization-server
   JWKS                 {issuer}/.well-known/jwks.json
+  Clipron API          {issuer}/v1/analyses, /v1/me, POST /v1/projects (Authorization: Bearer <access token>)
   Demo user            {knobs['DEMO_EMAIL']} / {knobs['DEMO_PASSWORD']}
   Demo client          {knobs['DEMO_CLIENT_ID']} / {knobs['DEMO_CLIENT_SECRET']} (client_secret_basic)
   Demo redirect URI    {knobs['DEMO_REDIRECT_URI']}

@@ -217,3 +217,14 @@ def test_call_budget_v1_check_makes_no_call_and_introspection_one(clients, http)
     with CallCounter(clients) as counter:
         assert json.loads(introspect(http, machine).body)["active"] is True
     assert counter.calls == Counter()  # no grant to read
+
+
+def test_the_local_run_seeds_demo_analyses_for_the_demo_user(clients, http):
+    from chalicelib.local import DEFAULTS, seed
+
+    seed(clients, dict(DEFAULTS))
+    user_id = clients.store.find_user_id(DEFAULTS["DEMO_EMAIL"])
+    minted = mint(clients, DEFAULTS["DEMO_CLIENT_ID"], user_id=user_id, scope="read:analysis")
+    response = http.get("/v1/analyses", headers=bearer(minted.access_token))
+    assert response.status_code == 200
+    assert len(json.loads(response.body)["analyses"]) == 2
