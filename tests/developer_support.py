@@ -4,14 +4,24 @@ exchange writes them, and a scan of the whole table (to prove no secret is store
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from html import unescape
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 from urllib.parse import urlencode
 
 import boto3
+import requests
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_id, new_token
@@ -105,3 +115,93 @@ def table_dump(services) -> str:
     """Every item of the OAuth table as text (a scan, as an attacker with a table dump would see it)."""
     table = boto3.resource("dynamodb").Table(services.settings.table_name)
     return json.dumps(table.scan()["Items"], default=str)
+
+
+# -- the local run (`make run`) as a subprocess, for the example-app and browser tests ---------------
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_EMAIL, DEMO_PASSWORD = "demo@example.com", "demo-password"
+REGISTRATION_TOKEN = "local-registration-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalRun:
+    issuer: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@contextlib.contextmanager
+def local_run(tmp_path: Path, startup_seconds: float = 90) -> Iterator[LocalRun]:
+    """`python -m chalicelib.local` on free ports (moto server + chalice local), stopped at the end."""
+    port, moto_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("ISSUER_URL", "AWS_ENDPOINT_URL", "API_AUDIENCE")}
+    env.update({"PORT": str(port), "MOTO_PORT": str(moto_port), "PYTHONUNBUFFERED": "1"})
+    log_path = tmp_path / "local-run.log"
+    run = LocalRun(f"http://127.0.0.1:{port}", log_path)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "chalicelib.local"], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + startup_seconds
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the local run exited with {process.returncode}:\n{run.log()}")
+            try:
+                if requests.get(run.issuer + "/.well-known/oauth-authorization-server", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the local run did not answer within {startup_seconds} s:\n{run.log()}")
+            time.sleep(0.3)
+        yield run
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # local.py stops chalice local and moto on SIGTERM
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def register_client(issuer: str, redirect_uri: str, name: str = "Example App") -> dict[str, Any]:
+    """A confidential client registered with POST /register and the local run's registration token."""
+    response = requests.post(
+        issuer + "/register",
+        json={"client_name": name, "redirect_uris": [redirect_uri], "scope": "read:analysis read:project"},
+        headers={"Authorization": f"Bearer {REGISTRATION_TOKEN}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@contextlib.contextmanager
+def example_app(issuer: str, client_id: str, client_secret: str | None, port: int) -> Iterator[str]:
+    """The requests-oauthlib example app (examples/clipron_webapp.py) served in a thread; yields its base URL."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import clipron_webapp
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    config = clipron_webapp.Config(issuer, client_id, client_secret, f"http://127.0.0.1:{port}/callback",
+                                   ["read:analysis"])
+    server = clipron_webapp.serve(config, port=port)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
