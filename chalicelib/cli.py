@@ -89,6 +89,10 @@ def cmd_create_client(args: argparse.Namespace) -> None:
     services = _services(args)
     registered = registration.build_client(metadata, args.owner, clock.now())
     client, secret = registered.client, registered.client_secret
+    if args.resource_server:
+        if not client.confidential:
+            raise CliError("a resource server must be a confidential client (it authenticates to introspect)")
+        client.resource_server = True
     if args.client_id:
         client.client_id = args.client_id
     if args.client_secret and secret:
@@ -150,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--scope", help="space-separated allowed scopes (default: every scope)")
     client.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post", "none"])
     client.add_argument("--owner", help="user id of the developer who owns the app")
+    client.add_argument("--resource-server", action="store_true",
+                        help="may introspect every client's tokens (POST /introspect); otherwise only its own")
     client.add_argument("--client-id", help=argparse.SUPPRESS)
     client.add_argument("--client-secret", help=argparse.SUPPRESS)
     token = command("issue-registration-token", cmd_issue_registration_token,

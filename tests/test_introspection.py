@@ -186,3 +186,20 @@ def test_store_failure_is_a_503_never_an_answer(clients, http, monkeypatch):
     response = introspect(http, minted.access_token)
     assert response.status_code == 503
     assert json.loads(response.body)["error"] == "temporarily_unavailable"
+
+
+def test_the_operator_flags_a_resource_server_with_the_cli(clients, http, capsys):
+    from chalicelib import cli
+
+    argv = ["create-client", "--name", "Clipron API", "--type", "machine", "--resource-server"]
+    assert cli.main(argv) == 0
+    created = json.loads(capsys.readouterr().out)
+    record = clients.store.get_client(created["client_id"])
+    assert record.resource_server is True
+    minted = mint(clients, "c1")
+    response = post_form(http, "/introspect", {"token": minted.access_token},
+                         basic(created["client_id"], created["client_secret"]))
+    assert json.loads(response.body)["active"] is True
+    public = ["create-client", "--name", "CLI", "--type", "native", "--redirect-uri", "http://127.0.0.1/cb",
+              "--resource-server"]
+    assert cli.main(public) == 2
