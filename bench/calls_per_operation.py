@@ -1,0 +1,330 @@
+"""AWS API calls per operation on a warm process, and handler CPU time per token request.
+
+Counts every DynamoDB and KMS API call with botocore `before-call` hooks while the operation runs
+through the chalice test client (the same local gateway `chalice local` runs), after one warm-up
+request (client cache, key ring and the private signing key loaded). CPU time per token request is
+measured two ways: the oauth/ handler on an in-memory stub store (the goal applies to this one), and
+the handler on the real store under moto with the CPU inside botocore calls subtracted (moto runs
+in-process); beside the floor: one RS256 signature with PyJWT.
+
+    .venv/bin/python bench/calls_per_operation.py [iterations]
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gc
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "STAGE": "local",
+        "ISSUER_URL": "http://127.0.0.1:8000",
+    }
+)
+for _name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "OAUTH_TABLE", "API_TABLE", "KMS_KEY_ID"):
+    os.environ.pop(_name, None)
+
+from moto import mock_aws  # noqa: E402
+
+from chalicelib import clock, wiring  # noqa: E402
+from chalicelib.crypto.secrets import digest, new_id, new_token  # noqa: E402
+from chalicelib.store.dynamo import shared_connection  # noqa: E402
+from chalicelib.store.records import ClientRecord, ClientSecret, CodeRecord, UserRecord  # noqa: E402
+
+V = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+CH = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+SCOPE = "read:analysis write:analysis"
+REDIRECT = "https://bench.example/cb"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+GOALS = {
+    "token (authorization_code)": "DynamoDB <= 2, KMS 0",
+    "token (refresh_token)": "DynamoDB <= 2, KMS 0",
+    "token (client_credentials)": "DynamoDB <= 1 (0 with a warm client cache), KMS 0",
+    "authorize (logged in, consent remembered)": "KMS 0",
+}
+CPU_GOAL_MS = 1.2
+
+
+class Recorder:
+    """botocore hooks on the shared DynamoDB client and the KMS client: call names and CPU inside calls."""
+
+    def __init__(self, services: Any) -> None:
+        self.clients = [shared_connection().client, services.kms()]
+        self.calls: list[str] = []
+        self.inside = 0.0
+        self._started: float | None = None
+        for client in self.clients:
+            client.meta.events.register("before-parameter-build", self._enter)
+            client.meta.events.register("before-call", self._call)
+            client.meta.events.register("after-call", self._leave)
+
+    def _enter(self, **_: Any) -> None:
+        self._started = time.process_time()
+
+    def _call(self, model: Any, **_: Any) -> None:
+        self.calls.append(f"{model.service_model.service_name}:{model.name}")
+
+    def _leave(self, **_: Any) -> None:
+        if self._started is not None:
+            self.inside += time.process_time() - self._started
+            self._started = None
+
+    def reset(self) -> None:
+        self.calls, self.inside = [], 0.0
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def setup(services: Any) -> dict[str, Any]:
+    from chalicelib.provision import provision
+
+    provision(services)
+    store, now = services.store, clock.now()
+    user = UserRecord(new_id("usr_"), "bench@example.com", "not-a-real-hash", now)
+    store.create_user(user)
+    secret, machine_secret = new_token(), new_token()
+    web = ClientRecord(new_id("app_"), "Bench web", [REDIRECT], SCOPE.split(), ["authorization_code", "refresh_token"],
+                       "client_secret_basic", secrets=[ClientSecret(digest(secret))], created_at=now)
+    machine = ClientRecord(new_id("app_"), "Bench job", [], ["read:analysis"], ["client_credentials"],
+                           "client_secret_basic", secrets=[ClientSecret(digest(machine_secret))], created_at=now)
+    store.create_client(web)
+    store.create_client(machine)
+    store.save_consent_scopes(user.user_id, web.client_id, SCOPE.split(), now)
+    return {"user": user, "web": web, "secret": secret, "machine": machine, "machine_secret": machine_secret}
+
+
+def new_code(services: Any, world: dict[str, Any]) -> str:
+    code, now = new_token(), clock.now()
+    services.store.put_code(CodeRecord(digest(code), world["web"].client_id, REDIRECT, True, world["user"].user_id,
+                                       SCOPE, CH, new_id("gr_"), now, now + 60))
+    return code
+
+
+def measure_calls(recorder: Recorder, operation: Callable[[], Any]) -> list[str]:
+    operation()  # warm-up: caches filled, the signing key decrypted
+    recorder.reset()
+    operation()
+    return list(recorder.calls)
+
+
+def main(iterations: int) -> None:
+    from chalice.test import Client
+
+    with mock_aws():
+        wiring.reset()
+        services = wiring.services()
+        world = setup(services)
+        from app import app
+
+        recorder = Recorder(services)
+        web_auth = basic(world["web"].client_id, world["secret"])
+        machine_auth = basic(world["machine"].client_id, world["machine_secret"])
+        chain = {"refresh_token": ""}
+
+        with Client(app, stage_name="local") as client:
+            http = client.http
+
+            def code_exchange() -> Any:
+                form = {"grant_type": "authorization_code", "code": new_code(services, world),
+                        "redirect_uri": REDIRECT, "code_verifier": V}
+                recorder.reset()
+                response = http.post("/token", headers={**FORM, **web_auth}, body=urlencode(form))
+                assert response.status_code == 200, response.body
+                chain["refresh_token"] = response.json_body["refresh_token"]
+                return response
+
+            def refresh() -> Any:
+                form = {"grant_type": "refresh_token", "refresh_token": chain["refresh_token"]}
+                response = http.post("/token", headers={**FORM, **web_auth}, body=urlencode(form))
+                assert response.status_code == 200, response.body
+                chain["refresh_token"] = response.json_body["refresh_token"]
+                return response
+
+            def client_credentials() -> Any:
+                response = http.post("/token", headers={**FORM, **machine_auth}, body="grant_type=client_credentials")
+                assert response.status_code == 200, response.body
+                return response
+
+            rows: list[tuple[str, list[str]]] = [
+                ("token (authorization_code)", measure_calls(recorder, code_exchange)),
+                ("token (refresh_token)", measure_calls(recorder, refresh)),
+                ("token (client_credentials)", measure_calls(recorder, client_credentials)),
+            ]
+            services.clients.forget(world["machine"].client_id)
+            recorder.reset()
+            client_credentials()
+            cold_client = list(recorder.calls)
+            authorize_row = measure_authorize(http, services, world, recorder)
+
+        print("AWS API calls per operation (warm process, moto)")
+        print(f"  {'operation':44} {'DynamoDB':>8} {'KMS':>4}  calls  [goal]")
+        for name, calls in rows + ([authorize_row] if authorize_row else []):
+            counts = Counter(call.split(":")[0] for call in calls)
+            detail = ", ".join(call.split(":")[1] for call in calls) or "-"
+            print(f"  {name:44} {counts['dynamodb']:>8} {counts['kms']:>4}  {detail}  [{GOALS[name]}]")
+        counts = Counter(call.split(":")[0] for call in cold_client)
+        print(f"  {'token (client_credentials), client not cached':44} {counts['dynamodb']:>8} {counts['kms']:>4}  "
+              f"{', '.join(c.split(':')[1] for c in cold_client)}")
+        if authorize_row is None:
+            print("  authorize: not measured (endpoint missing)")
+
+        print_cpu(services, world, recorder, iterations)
+
+
+def measure_authorize(
+    http: Any, services: Any, world: dict[str, Any], recorder: Recorder
+) -> tuple[str, list[str]] | None:
+    """GET /authorize with a session cookie and a remembered consent: straight to the redirect with a code."""
+    try:
+        from chalicelib.web import cookies
+    except ImportError:
+        return None
+    session_id, _ = services.sessions.start(world["user"].user_id)
+    cookie = f"{cookies.cookie_name(cookies.SESSION, services.settings)}={session_id}"
+    query = urlencode({"response_type": "code", "client_id": world["web"].client_id, "redirect_uri": REDIRECT,
+                       "scope": SCOPE, "state": "bench", "code_challenge": CH, "code_challenge_method": "S256"})
+
+    def authorize() -> Any:
+        response = http.get(f"/authorize?{query}", headers={"Cookie": cookie})
+        location = response.headers.get("Location", "")
+        if response.status_code not in (302, 303) or "code" not in parse_qs(urlsplit(location).query):
+            raise LookupError(f"status {response.status_code}")
+        return response
+
+    try:
+        return "authorize (logged in, consent remembered)", measure_calls(recorder, authorize)
+    except LookupError:
+        return None
+
+
+class StubStore:
+    """In-memory stand-in for DynamoStore (the token paths' methods only): handler CPU with no storage at all."""
+
+    def __init__(self, clients: list[ClientRecord]) -> None:
+        self.clients = {c.client_id: c for c in clients}
+        self.codes: dict[str, CodeRecord] = {}
+        self.grants: dict[tuple[str, str], Any] = {}
+        self.refresh: dict[str, Any] = {}
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        return self.clients.get(client_id)
+
+    def count_attempt(self, key: str, window_seconds: int) -> int:
+        return 1
+
+    def put_code(self, code: CodeRecord) -> None:
+        self.codes[code.code_digest] = code
+
+    def get_code(self, code_digest: str, include_used: bool = True) -> CodeRecord | None:
+        return self.codes.get(code_digest)
+
+    def redeem_code(self, code: CodeRecord, grant: Any, refresh_token: Any) -> None:
+        self.codes[code.code_digest] = dataclasses.replace(code, used_at=clock.now())
+        self.grants[(grant.client_id, grant.grant_id)] = grant
+        if refresh_token is not None:
+            self.refresh[refresh_token.token_digest] = refresh_token
+
+    def get_grant(self, client_id: str, grant_id: str) -> Any:
+        return self.grants.get((client_id, grant_id))
+
+    def revoke_grant(self, client_id: str, grant_id: str) -> None:
+        self.grants[(client_id, grant_id)].revoked_at = clock.now()
+
+    def get_refresh_token(self, token_digest: str) -> Any:
+        return self.refresh.get(token_digest)
+
+    def rotate_refresh_token(self, old: Any, new: Any, grace_response: str) -> None:
+        self.refresh[old.token_digest] = dataclasses.replace(
+            old, used_at=clock.now(), successor_digest=new.token_digest, grace_response=grace_response
+        )
+        self.refresh[new.token_digest] = new
+
+
+def print_cpu(services: Any, world: dict[str, Any], recorder: Recorder, iterations: int) -> None:
+    import jwt
+
+    from chalicelib.oauth.clients import ClientDirectory
+    from chalicelib.oauth.grants import TokenEndpoint
+    from chalicelib.web.token import endpoint
+
+    web_auth = basic(world["web"].client_id, world["secret"])["Authorization"]
+    machine_auth = basic(world["machine"].client_id, world["machine_secret"])["Authorization"]
+    stub = StubStore([world["web"], world["machine"]])
+    settings = services.settings
+    stubbed = TokenEndpoint(stub, ClientDirectory(stub, settings.client_cache_seconds, clock.now),  # type: ignore[arg-type]
+                            services.access_tokens, settings, clock.now)
+
+    def code_form(store: Any) -> dict[str, str]:
+        code, now = new_token(), clock.now()
+        store.put_code(CodeRecord(digest(code), world["web"].client_id, REDIRECT, True, world["user"].user_id,
+                                  SCOPE, CH, new_id("gr_"), now, now + 60))
+        return {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": V}
+
+    def cpu_ms(handler: Any, store: Any, grant_type: str, subtract_botocore: bool) -> float:
+        chain = {"refresh_token": handler.handle(code_form(store), web_auth)["refresh_token"]}  # also warms
+
+        def form() -> dict[str, str]:
+            if grant_type == "authorization_code":
+                return code_form(store)
+            if grant_type == "refresh_token":
+                return {"grant_type": grant_type, "refresh_token": chain["refresh_token"]}
+            return {"grant_type": grant_type}
+
+        authorization = machine_auth if grant_type == "client_credentials" else web_auth
+        total = 0.0
+        gc.disable()  # moto's garbage (it deep-copies the table per transaction) is not the handler's
+        try:
+            for _ in range(iterations):
+                params = form()
+                recorder.reset()
+                started = time.process_time()
+                body = handler.handle(params, authorization)
+                total += time.process_time() - started - (recorder.inside if subtract_botocore else 0.0)
+                chain["refresh_token"] = body.get("refresh_token", chain["refresh_token"])
+        finally:
+            gc.enable()
+        return total / iterations * 1000
+
+    grant_types = ("authorization_code", "refresh_token", "client_credentials")
+    with_stub = {g: cpu_ms(stubbed, stub, g, False) for g in grant_types}
+    with_moto = {g: cpu_ms(endpoint(), services.store, g, True) for g in grant_types}
+
+    keyring = services.keyring
+    private = keyring._private_key(keyring.current())
+    claims = {"iss": "x", "sub": "usr", "aud": "y", "client_id": "c", "scope": SCOPE, "jti": "j", "iat": 1, "exp": 2}
+    started = time.process_time()
+    for _ in range(iterations):
+        jwt.encode(claims, private, algorithm="RS256", headers={"kid": "k", "typ": "at+jwt"})
+    floor_ms = (time.process_time() - started) / iterations * 1000
+
+    print(f"\nHandler CPU per token request ({iterations} requests each; goal <= {CPU_GOAL_MS} ms)")
+    print("  A = oauth/ handler on an in-memory stub store (no storage code at all)")
+    print("  B = oauth/ handler on DynamoStore under moto, minus the CPU inside botocore calls")
+    print("      (B also carries what the hooks cannot separate: PynamoDB's marshalling and, most likely,")
+    print("      freeing moto's per-transaction deep copy of the table after the call returns)")
+    print(f"  {'floor: one RS256 signature with PyJWT':44} {floor_ms:7.3f} ms")
+    for grant_type in grant_types:
+        a, b = with_stub[grant_type], with_moto[grant_type]
+        verdict = "ok" if a <= CPU_GOAL_MS else "over goal"
+        print(f"  {'token (' + grant_type + ')':44} A {a:6.3f} ms ({a / floor_ms:4.2f}x floor, {verdict})"
+              f"   B {b:6.3f} ms")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
