@@ -103,7 +103,10 @@ def test_t32_query_parameters_are_never_merged_with_the_body(http, world):
     assert _code_unused(world, code)
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "multipart/form-data; boundary=x", None])
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "text/plain", "multipart/form-data; boundary=x", "application/xml", "image/png", None],
+)
 def test_t33_only_form_bodies_are_accepted(http, world, content_type):
     c1 = world.clients["C1"]
     code = world.issue_code(c1)

@@ -8,10 +8,13 @@ from chalice.app import Request
 from chalicelib import clock
 from chalicelib.oauth.errors import InvalidRequest
 from chalicelib.oauth.grants import TokenEndpoint
-from chalicelib.web.common import ANY_BODY, form_parameters, guarded, json_response
+from chalicelib.web.common import form_parameters, guarded, json_response
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
+# Chalice matches "*/*" against any Content-Type (chalice.app._matches_content_type), so it never answers
+# 415 with its own body here: every content type reaches form_parameters and gets an OAuth error.
+EVERY_CONTENT_TYPE = ["*/*"]
 
 
 def endpoint() -> TokenEndpoint:
@@ -28,7 +31,7 @@ def single_header(request: Request, name: str) -> str | None:
     return request.headers.get(name)
 
 
-@bp.route("/token", methods=["POST"], content_types=ANY_BODY)
+@bp.route("/token", methods=["POST"], content_types=EVERY_CONTENT_TYPE)
 @guarded
 def token() -> Response:
     request = bp.current_request
@@ -38,7 +41,7 @@ def token() -> Response:
     return json_response(endpoint().handle(form, single_header(request, "authorization")))
 
 
-@bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"], content_types=ANY_BODY)
+@bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"], content_types=EVERY_CONTENT_TYPE)
 @guarded
 def token_wrong_method() -> Response:
     body = {"error": "invalid_request", "error_description": "the token endpoint accepts POST only"}
