@@ -277,3 +277,47 @@ def test_a_redirect_origin_unfit_for_a_header_is_never_pasted_into_the_policy(ht
     page = consent_page(browser, az(client_id="odd", redirect_uri="https://odd.example;script-src_*/cb"))
     assert page.headers["Content-Security-Policy"].count(";") == 5
     assert "script-src" not in page.headers["Content-Security-Policy"]
+
+
+def test_concurrent_decisions_on_one_parked_request_issue_one_code(aws, user):
+    """The parked request is consumed by a conditional delete: of 8 racing approvals exactly one wins."""
+    import threading
+
+    from chalicelib.oauth.authorize import AuthorizationFlow, ParkedRequestGone
+    from tests.authorize_support import CH
+
+    flow = AuthorizationFlow(aws.store, aws.clients, ISS, 60, 600, clock.now)
+    pairs = [("response_type", "code"), ("client_id", "c1"), ("code_challenge", CH), ("code_challenge_method", "S256")]
+    step = flow.start(pairs, None)  # no session: the request is parked for the login
+    request_id = step.request_id
+    _, session = aws.sessions.start(user.user_id)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def approve() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(flow.decide(request_id, session, allow=True))
+        except ParkedRequestGone:
+            outcomes.append("gone")
+
+    threads = [threading.Thread(target=approve) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(o == "gone" for o in outcomes) == [False] + [True] * 7
+    assert len(codes()) == 1
+
+
+def test_an_unexpected_failure_is_an_html_page_without_a_trace(browser, monkeypatch):
+    from chalicelib.oauth import authorize
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(authorize.AuthorizationFlow, "start", broken)
+    response = browser.get(az())
+    assert response.status_code == 500
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "secret internals" not in response.body.decode() and "Traceback" not in response.body.decode()
