@@ -31,7 +31,7 @@ from chalicelib.store.records import CodeRecord, GrantRecord, RefreshTokenRecord
 ISS = "http://127.0.0.1:8000"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 _FORM_ACTION = re.compile(
-    r'<form method="post" action="([^"]+)">\s*<input type="hidden" name="csrf_token" value="([^"]+)"'
+    r'<form method="post" action="([^"]+)"[^>]*>\s*<input type="hidden" name="csrf_token" value="([^"]+)"'
 )
 
 

@@ -382,3 +382,26 @@ def test_pages_are_keyboard_usable_and_labelled(dev):
     for field_id in ("name", "redirect_uris", "type-web", "type-native", "type-machine", "scope-1"):
         assert f'id="{field_id}"' in html and f'for="{field_id}"' in html
     assert "tabindex=\"-1\"" not in html and "<script" not in html
+
+
+def test_storage_failure_is_an_error_page_not_a_trace(aws, dev, monkeypatch):
+    from chalicelib.store.records import StoreUnavailable
+
+    def unavailable(*args, **kwargs):
+        raise StoreUnavailable("timeout")
+
+    monkeypatch.setattr(aws.store, "list_owned_apps", unavailable)
+    response = dev.get("/developer/apps")
+    assert response.status_code == 503
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "Traceback" not in response.body.decode()
+
+
+def test_pages_offer_sign_out_with_the_logout_csrf_token(aws, dev):
+    from chalicelib.oauth.sessions import csrf_token
+
+    token = dev.csrf_for("/developer/apps", "/logout")
+    assert token == csrf_token(dev.session_id, "logout")
+    response = dev.post("/logout", {"csrf_token": token})
+    assert response.status_code == 200
+    assert dev.get("/developer/apps").status_code == 303  # the session is gone

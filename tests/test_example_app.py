@@ -67,3 +67,24 @@ def test_example_app_reports_a_denied_consent(server):
                               timeout=10)
         assert denied.status_code == 400
         assert "error=access_denied" in denied.text and "code=" not in denied.url
+
+
+def test_example_app_as_a_public_client_uses_pkce_alone(server):
+    port = free_port()
+    response = requests.post(
+        server.issuer + "/register", timeout=10,
+        json={"client_name": "Public Example", "redirect_uris": [f"http://127.0.0.1:{port}/callback"],
+              "token_endpoint_auth_method": "none", "scope": "read:analysis"},
+        headers={"Authorization": "Bearer local-registration-token"},
+    )
+    client = response.json()
+    assert "client_secret" not in client
+    with example_app(server.issuer, client["client_id"], None, port) as app:
+        browser = requests.Session()
+        login = browser.get(app + "/login", timeout=10)
+        consent = browser.post(server.issuer + "/login", timeout=10,
+                               data={**form_fields(login.text), "email": DEMO_EMAIL, "password": DEMO_PASSWORD})
+        signed_in = browser.post(server.issuer + "/consent", data={**form_fields(consent.text), "decision": "allow"},
+                                 timeout=10)
+        assert 'id="signed-in"' in signed_in.text and "/v1/analyses (200)" in signed_in.text
+        assert 'id="refreshed"' in browser.get(app + "/refresh", timeout=10).text

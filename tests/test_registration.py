@@ -356,3 +356,24 @@ def test_delete_removes_the_client_and_revokes_its_grants(aws, reg, registered):
     assert aws.store.get_grant(client_id, grant_id).revoked_at is not None
     assert aws.store.get_consent(user_id, client_id) is None
     assert manage(reg, "get", uri, token).status_code == 401
+
+
+@pytest.mark.parametrize(("method", "path"), [("get", "/register"), ("put", "/register"), ("delete", "/register"),
+                                              ("post", "/register/app_x")])
+def test_wrong_methods_get_a_json_405(reg, method, path):
+    response = getattr(reg, method)(path, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 405
+    assert body(response)["error"] == "invalid_request" and response.headers["Allow"]
+
+
+def test_storage_failure_is_a_json_503_and_registers_nothing(aws, reg, monkeypatch):
+    from chalicelib.store.records import StoreUnavailable
+
+    def unavailable(*args, **kwargs):
+        raise StoreUnavailable("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(aws.store, "create_client", unavailable)
+    response = post(reg, WEB)
+    assert response.status_code == 503
+    assert body(response)["error"] == "temporarily_unavailable"
+    assert "client_secret" not in response.body.decode()

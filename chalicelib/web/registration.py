@@ -77,3 +77,17 @@ def delete_registration(client_id: str) -> Response:
     registration = registrar()
     registration.delete(registration.managed_client(_authorization(bp.current_request), client_id))
     return Response(body="", status_code=204, headers=dict(NO_STORE))
+
+
+@bp.route("/register", methods=["GET", "PUT", "DELETE", "PATCH"], content_types=ANY_BODY)
+@guarded
+def register_wrong_method() -> Response:
+    body = {"error": "invalid_request", "error_description": "register a client with POST"}
+    return json_response(body, 405, {"Allow": "POST"})
+
+
+@bp.route("/register/{client_id}", methods=["POST", "PATCH"], content_types=ANY_BODY)
+@guarded
+def registration_wrong_method(client_id: str) -> Response:
+    body = {"error": "invalid_request", "error_description": "use GET, PUT or DELETE on a registration"}
+    return json_response(body, 405, {"Allow": "GET, PUT, DELETE"})
