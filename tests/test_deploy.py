@@ -118,10 +118,16 @@ def test_merge_template_holds_tables_with_ttl_and_a_rotating_key(stage):
 
 
 def _package(stage: str, project: Path, out: Path) -> subprocess.CompletedProcess:
-    """`chalice package` with no AWS credentials and no profile (it needs a region, nothing else)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    """`chalice package` with no AWS credentials, no profile and no network (it needs a region, nothing else)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and "proxy" not in k.lower()}
+    nowhere = "http://127.0.0.1:9"  # the discard port: any attempt to reach AWS or PyPI fails
     env.update(
+        HTTP_PROXY=nowhere,
+        HTTPS_PROXY=nowhere,
         AWS_DEFAULT_REGION="us-east-1",
+        # chalice builds a botocore client (to read the region), which would look for credentials on the
+        # EC2 metadata endpoint; packaging needs none
+        AWS_EC2_METADATA_DISABLED="true",
         AWS_CONFIG_FILE=str(project / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(project / "no-aws-credentials"),
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -164,6 +170,11 @@ def test_packaged_template_holds_everything_in_one_stack(packaged, stage):
     resources = template["Resources"]
     types = sorted(r["Type"] for r in resources.values())
     assert types.count("AWS::DynamoDB::Table") == 2 and types.count("AWS::KMS::Key") == 1
+    env = _stage_env(stage)
+    for definition in table_definitions(env["OAUTH_TABLE"], env["API_TABLE"]):
+        properties = resources[definition.logical_name]["Properties"]
+        assert ("TimeToLiveSpecification" in properties) == (definition.ttl_attribute is not None)
+    assert resources[infra.KEY]["Properties"]["EnableKeyRotation"] is True
     assert types.count("AWS::Serverless::Function") == 2 and "AWS::Serverless::Api" in types
     api, rotation = resources["APIHandler"]["Properties"], resources["RotateSigningKeys"]["Properties"]
     assert api["Timeout"] == 25 and api["MemorySize"] == 1024
