@@ -17,14 +17,16 @@ from chalice import Blueprint, Rate
 
 from chalicelib import clock, wiring
 from chalicelib.crypto.keyring import NEXT
+from chalicelib.settings import key_rotation_days
 
-# Every 30 days. The next key is published a whole period before it signs, far longer than any
-# JWKS cache; change ROTATION_DAYS and redeploy to change the cadence (the rule is infrastructure).
-ROTATION_DAYS = 30
+# KEY_ROTATION_DAYS (default 30) in the stage's environment_variables; the schedule is infrastructure,
+# so a change takes a deploy. The next key is published a whole period before it signs.
+ROTATION_DAYS = key_rotation_days()
 ROTATION_FUNCTION = "rotate_signing_keys"
 # EventBridge delivers at least once: a duplicate run must not promote a `next` key that clients'
-# JWKS caches have not seen yet. The operator's `rotate-keys` has no such floor (e.g. after a leak).
-MIN_NEXT_KEY_AGE_SECONDS = 86400
+# JWKS caches have not seen yet (a day, or half the period when that is shorter, so a slightly early
+# tick of a daily schedule still rotates). The operator's `rotate-keys` has no such floor.
+MIN_NEXT_KEY_AGE_SECONDS = min(86400, ROTATION_DAYS * 86400 // 2)
 
 bp = Blueprint(__name__)
 log = logging.getLogger("clipron.oauth.jobs")

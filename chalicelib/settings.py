@@ -165,3 +165,12 @@ def validate_at_start() -> None:
     """
     if not os.environ.get("AWS_CHALICE_CLI_MODE"):
         get_settings()
+
+
+def key_rotation_days(environ: Mapping[str, str] | None = None) -> int:
+    """Days between scheduled signing-key rotations (KEY_ROTATION_DAYS, 1 to 365, default 30).
+
+    Read when app.py is imported: at `chalice deploy`/`package` time it becomes the EventBridge rule.
+    """
+    value = (os.environ if environ is None else environ).get("KEY_ROTATION_DAYS", "").strip() or "30"
+    return _int("KEY_ROTATION_DAYS", 1, 365)(value)

@@ -13,11 +13,13 @@ from moto import mock_aws
 
 from chalicelib import cli, wiring
 from chalicelib.provision import POLICY_FILES
+from chalicelib.settings import ConfigError, key_rotation_days
 from chalicelib.store.schema import table_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 STAGES = ("dev", "prod")
+ROTATION_DAYS = "14"  # packaged with this KEY_ROTATION_DAYS instead of the committed 30
 sys.path.insert(0, str(ROOT / "infra"))
 import template as infra  # noqa: E402
 
@@ -149,6 +151,9 @@ def packaged(tmp_path_factory):
     for directory in ("chalicelib", ".chalice", "infra"):
         shutil.copytree(ROOT / directory, project / directory, ignore=ignore)
     (project / "requirements.txt").write_text("")
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    config["environment_variables"]["KEY_ROTATION_DAYS"] = ROTATION_DAYS  # the cadence is configurable
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
     results = {}
     for stage in STAGES:
         out = base / f"out-{stage}"
@@ -178,7 +183,7 @@ def test_packaged_template_holds_everything_in_one_stack(packaged, stage):
     assert types.count("AWS::Serverless::Function") == 2 and "AWS::Serverless::Api" in types
     api, rotation = resources["APIHandler"]["Properties"], resources["RotateSigningKeys"]["Properties"]
     assert api["Timeout"] == 25 and api["MemorySize"] == 1024
-    assert rotation["Events"]["RotateSigningKeysEvent"]["Properties"]["Schedule"] == "rate(30 days)"
+    assert rotation["Events"]["RotateSigningKeysEvent"]["Properties"]["Schedule"] == f"rate({ROTATION_DAYS} days)"
     for function in (api, rotation):
         variables = function["Environment"]["Variables"]
         assert variables["OAUTH_TABLE"] == {"Ref": "OAuthTable"}
@@ -224,3 +229,10 @@ def test_policy_files_agree_with_the_stage_config(stage):
         if env["KMS_KEY_ID"].startswith("arn:"):
             assert by_sid["SigningKeyEnvelopes"]["Resource"] == [env["KMS_KEY_ID"]]
         assert by_sid["Logs"]["Resource"][0].endswith(f":log-group:/aws/lambda/clipron-oauth-{stage}-{function}:*")
+
+
+def test_rotation_cadence_setting_is_validated():
+    assert key_rotation_days({}) == 30
+    assert key_rotation_days({"KEY_ROTATION_DAYS": "7"}) == 7
+    with pytest.raises(ConfigError, match="KEY_ROTATION_DAYS must be between 1 and 365"):
+        key_rotation_days({"KEY_ROTATION_DAYS": "0"})
