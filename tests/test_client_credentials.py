@@ -97,3 +97,8 @@ def test_warm_client_credentials_makes_no_dynamodb_or_kms_call(http, world, aws)
     with aws_calls(aws) as calls:
         tokens_of(_cc(http, cc1))
     assert calls == []
+
+
+def test_metadata_advertises_every_grant_of_the_token_endpoint(http):
+    metadata = json.loads(http.get("/.well-known/oauth-authorization-server").body)
+    assert {"authorization_code", "refresh_token", "client_credentials"} <= set(metadata["grant_types_supported"])
