@@ -45,13 +45,19 @@ def refresh(http, client_id: str, secret: str, refresh_token: str):
 
 # -- signing in ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/developer/apps", "/developer/apps/new", "/developer/apps/app_x", "/account/apps"])
-def test_pages_send_a_signed_out_browser_to_login(http, aws, path):
-    response = http.get(path)
-    assert response.status_code == 303
-    assert response.headers["Location"] == f"{ISS}/login"
-    expired = http.get(path, headers={"Cookie": "clipron_session=not-a-session"})
-    assert expired.status_code == 303
+def test_pages_send_a_signed_out_browser_to_login(http, aws):
+    for path in ("/developer/apps", "/developer/apps/new", "/developer/apps/app_x", "/account/apps"):
+        response = http.get(path)
+        assert response.status_code == 303, path
+        assert response.headers["Location"] == f"{ISS}/login"
+        unknown = http.get(path, headers={"Cookie": "clipron_session=not-a-session"})
+        assert unknown.status_code == 303
+
+
+def test_an_expired_session_is_signed_out(aws, dev):
+    assert dev.get("/developer/apps").status_code == 200
+    clock.travel(aws.settings.session_seconds)
+    assert dev.get("/developer/apps").status_code == 303
 
 
 def test_the_login_route_the_redirect_names_exists(http, aws):
@@ -114,31 +120,31 @@ def test_create_machine_app_uses_client_credentials(aws, dev):
     assert client.grant_types == ["client_credentials"] and client.redirect_uris == [] and secret
 
 
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        ({"redirect_uris": "http://app.example/cb"}, "must use https"),
-        ({"redirect_uris": "https://app.example/cb#x"}, "fragment"),
-        ({"redirect_uris": "https://*.example/cb"}, "wildcard"),
-        ({"redirect_uris": "https://user:pw@app.example/cb"}, "userinfo"),
-        ({"redirect_uris": "com.example.app:/cb"}, "private-use"),  # web apps are confidential
-        ({"redirect_uris": ""}, "at least one redirect URI"),
-        ({"app_type": "machine"}, "no redirect URIs"),
-        ({"app_type": "admin"}, "choose an application type"),
-        ({"name": ""}, "client_name is required"),
-        ({"scopes": ()}, "choose at least one scope"),
-    ],
-)
-def test_invalid_app_is_refused_with_the_form_kept(aws, dev, fields, message):
-    values = {"name": "Keep Me", "app_type": "web", "redirect_uris": "https://app.example/callback",
-              "scopes": ("read:project",), **fields}
-    response = dev.create_app(values["name"], values["app_type"], values["redirect_uris"], values["scopes"])
-    assert response.status_code == 400
-    html = response.body.decode()
-    assert message in html
-    assert 'id="form-error"' in html and 'role="alert"' in html
-    if values["name"]:
-        assert 'value="Keep Me"' in html
+INVALID_APPS = [
+    ({"redirect_uris": "http://app.example/cb"}, "must use https"),
+    ({"redirect_uris": "https://app.example/cb#x"}, "fragment"),
+    ({"redirect_uris": "https://*.example/cb"}, "wildcard"),
+    ({"redirect_uris": "https://user:pw@app.example/cb"}, "userinfo"),
+    ({"redirect_uris": "com.example.app:/cb"}, "private-use"),  # web apps are confidential
+    ({"redirect_uris": ""}, "at least one redirect URI"),
+    ({"app_type": "machine"}, "no redirect URIs"),
+    ({"app_type": "admin"}, "choose an application type"),
+    ({"name": ""}, "client_name is required"),
+    ({"scopes": ()}, "choose at least one scope"),
+]
+
+
+def test_invalid_app_is_refused_with_the_form_kept(aws, dev):
+    for fields, message in INVALID_APPS:
+        values = {"name": "Keep Me", "app_type": "web", "redirect_uris": "https://app.example/callback",
+                  "scopes": ("read:project",), **fields}
+        response = dev.create_app(values["name"], values["app_type"], values["redirect_uris"], values["scopes"])
+        assert response.status_code == 400, fields
+        html = response.body.decode()
+        assert message in html, fields
+        assert 'id="form-error"' in html and 'role="alert"' in html
+        if values["name"]:
+            assert 'value="Keep Me"' in html
     assert '"kind": "client"' not in table_dump(aws)
     assert dev.get("/developer/apps").body.decode().count("/developer/apps/app_") == 0
 

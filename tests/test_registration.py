@@ -146,60 +146,59 @@ def test_token_is_checked_before_the_body(reg):
 
 # -- the body -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("raw", "headers", "error"),
-    [
-        (b"client_name=x", {"Content-Type": "application/x-www-form-urlencoded"}, "invalid_request"),
-        (b'{"client_name": "x"', {}, "invalid_client_metadata"),
-        (b"[]", {}, "invalid_client_metadata"),
-        (b'"a string"', {}, "invalid_client_metadata"),
-        (b'{"client_name": "a", "client_name": "b", "redirect_uris": ["https://a.example/cb"]}', {},
-         "invalid_client_metadata"),
-        (b"\xff\xfe", {}, "invalid_client_metadata"),
-    ],
-)
-def test_body_must_be_one_json_object(reg, raw, headers, error):
-    response = post(reg, raw, headers=headers)
-    assert response.status_code == 400
-    assert body(response)["error"] == error
-    assert response.headers["Content-Type"] == "application/json"
+BODY_CASES = [
+    (b"client_name=x", {"Content-Type": "application/x-www-form-urlencoded"}, "invalid_request"),
+    (b'{"client_name": "x"', {}, "invalid_client_metadata"),
+    (b"[]", {}, "invalid_client_metadata"),
+    (b'"a string"', {}, "invalid_client_metadata"),
+    (b'{"client_name": "a", "client_name": "b", "redirect_uris": ["https://a.example/cb"]}', {},
+     "invalid_client_metadata"),
+    (b"\xff\xfe", {}, "invalid_client_metadata"),
+]
 
 
-@pytest.mark.parametrize(
-    ("change", "error"),
-    [
-        ({"client_name": ""}, "invalid_client_metadata"),
-        ({"client_name": None}, "invalid_client_metadata"),
-        ({"client_name": "x" * 101}, "invalid_client_metadata"),
-        ({"token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata"),
-        ({"grant_types": ["implicit"]}, "invalid_client_metadata"),
-        ({"grant_types": ["password"]}, "invalid_client_metadata"),
-        ({"grant_types": ["refresh_token"]}, "invalid_client_metadata"),
-        ({"grant_types": "authorization_code"}, "invalid_client_metadata"),
-        ({"response_types": ["token"]}, "invalid_client_metadata"),
-        ({"response_types": ["code", "token"]}, "invalid_client_metadata"),
-        ({"scope": "read:analysis admin"}, "invalid_client_metadata"),
-        ({"scope": "read:analysis  write:analysis"}, "invalid_client_metadata"),
-        ({"scope": 42}, "invalid_client_metadata"),
-        ({"grant_types": ["client_credentials"], "response_types": [], "token_endpoint_auth_method": "none"},
-         "invalid_client_metadata"),
-        ({"redirect_uris": []}, "invalid_redirect_uri"),
-        ({"redirect_uris": None}, "invalid_client_metadata"),  # missing altogether
-        ({"redirect_uris": "https://app.example/cb"}, "invalid_client_metadata"),
-        ({"redirect_uris": [f"https://app.example/{i}" for i in range(11)]}, "invalid_redirect_uri"),
-    ],
-)
-def test_invalid_metadata_is_a_spec_shaped_400(aws, reg, change, error):
-    metadata = {**WEB, **change}
-    if change.get("redirect_uris", "keep") is None:
-        del metadata["redirect_uris"]
-    if "client_name" in change and change["client_name"] is None:
-        del metadata["client_name"]
-    response = post(reg, metadata)
-    assert response.status_code == 400, response.body
-    result = body(response)
-    assert result["error"] == error
-    assert set(result) <= {"error", "error_description"}
+def test_body_must_be_one_json_object(reg):
+    for raw, headers, error in BODY_CASES:  # one moto setup for all cases (each is a separate request)
+        response = post(reg, raw, headers=headers)
+        assert response.status_code == 400, raw
+        assert body(response)["error"] == error, raw
+        assert response.headers["Content-Type"] == "application/json"
+
+
+METADATA_CASES = [
+    ({"client_name": ""}, "invalid_client_metadata"),
+    ({"client_name": None}, "invalid_client_metadata"),
+    ({"client_name": "x" * 101}, "invalid_client_metadata"),
+    ({"token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata"),
+    ({"grant_types": ["implicit"]}, "invalid_client_metadata"),
+    ({"grant_types": ["password"]}, "invalid_client_metadata"),
+    ({"grant_types": ["refresh_token"]}, "invalid_client_metadata"),
+    ({"grant_types": "authorization_code"}, "invalid_client_metadata"),
+    ({"response_types": ["token"]}, "invalid_client_metadata"),
+    ({"response_types": ["code", "token"]}, "invalid_client_metadata"),
+    ({"scope": "read:analysis admin"}, "invalid_client_metadata"),
+    ({"scope": "read:analysis  write:analysis"}, "invalid_client_metadata"),
+    ({"scope": 42}, "invalid_client_metadata"),
+    ({"grant_types": ["client_credentials"], "response_types": [], "token_endpoint_auth_method": "none"},
+     "invalid_client_metadata"),
+    ({"redirect_uris": []}, "invalid_redirect_uri"),
+    ({"redirect_uris": None}, "invalid_client_metadata"),  # missing altogether
+    ({"redirect_uris": "https://app.example/cb"}, "invalid_client_metadata"),
+    ({"redirect_uris": [f"https://app.example/{i}" for i in range(11)]}, "invalid_redirect_uri"),
+]
+
+
+def test_invalid_metadata_is_a_spec_shaped_400(aws, reg):
+    for change, error in METADATA_CASES:  # one moto setup for all cases (each is a separate request)
+        metadata = {**WEB, **change}
+        for name in ("redirect_uris", "client_name"):
+            if name in change and change[name] is None:
+                del metadata[name]  # absent altogether
+        response = post(reg, metadata)
+        assert response.status_code == 400, (change, response.body)
+        result = body(response)
+        assert result["error"] == error, change
+        assert set(result) <= {"error", "error_description"}
     assert table_dump(aws).count('"kind": "client"') == 0
 
 
@@ -252,12 +251,12 @@ def test_redirect_uri_rule_refuses(uri, public):
         registration.validate_redirect_uri(uri, public)
 
 
-@pytest.mark.parametrize("uri", ["http://app.example/cb", "https://app.example/cb#x", "https://*.app.example/cb",
-                                 "https://u:p@app.example/cb", "com.example.app:/cb"])
-def test_register_refuses_bad_redirect_uris(reg, uri):
-    response = post(reg, {**WEB, "redirect_uris": ["https://ok.example/cb", uri]})
-    assert response.status_code == 400
-    assert body(response)["error"] == "invalid_redirect_uri"
+def test_register_refuses_bad_redirect_uris(reg):
+    for uri in ("http://app.example/cb", "https://app.example/cb#x", "https://*.app.example/cb",
+                "https://u:p@app.example/cb", "com.example.app:/cb"):
+        response = post(reg, {**WEB, "redirect_uris": ["https://ok.example/cb", uri]})
+        assert response.status_code == 400, uri
+        assert body(response)["error"] == "invalid_redirect_uri", uri
 
 
 def test_native_private_use_scheme_is_accepted_over_register(reg):
@@ -281,18 +280,18 @@ def test_read_returns_the_metadata_and_no_secret(reg, registered):
     assert "client_secret" not in result and "registration_access_token" not in result
 
 
-@pytest.mark.parametrize("which", ["wrong", "initial", "other-client", "missing"])
-def test_management_needs_this_clients_registration_access_token(reg, registered, which):
+def test_management_needs_this_clients_registration_access_token(reg, registered):
     other = body(post(reg, {**WEB, "client_name": "Other"}))
-    token = {"wrong": "not-the-token", "initial": TOKEN, "other-client": other["registration_access_token"],
-             "missing": None}[which]
     path = registered["registration_client_uri"].removeprefix(ISS)
-    for method in ("get", "delete"):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = getattr(reg, method)(path, headers=headers)
-        assert response.status_code == 401
-        assert body(response)["error"] == "invalid_token"
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    for token in ("not-the-token", TOKEN, other["registration_access_token"], None):
+        for method in ("get", "delete", "put"):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            if method == "put":
+                headers.update(JSON)
+            response = getattr(reg, method)(path, headers=headers, **({"body": b"{}"} if method == "put" else {}))
+            assert response.status_code == 401, (token, method)
+            assert body(response)["error"] == "invalid_token"
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert manage(reg, "get", registered["registration_client_uri"],
                   registered["registration_access_token"]).status_code == 200
 
@@ -318,28 +317,28 @@ def test_update_replaces_metadata_and_forgets_the_cached_client(aws, reg, regist
     assert [s.digest for s in aws.store.get_client(client_id).secrets] == [digest(registered["client_secret"])]
 
 
-@pytest.mark.parametrize(
-    ("change", "error"),
-    [
-        ({"client_id": "app_other"}, "invalid_request"),
-        ({"client_id": None}, "invalid_request"),
-        ({"client_secret": "chosen-by-the-client"}, "invalid_request"),
-        ({"registration_access_token": "x"}, "invalid_request"),
-        ({"registration_client_uri": "https://evil.example"}, "invalid_request"),
-        ({"client_id_issued_at": 1}, "invalid_request"),
-        ({"client_secret_expires_at": 1}, "invalid_request"),
-        ({"token_endpoint_auth_method": "none"}, "invalid_client_metadata"),
-        ({"redirect_uris": ["http://evil.example/cb"]}, "invalid_redirect_uri"),
-    ],
-)
-def test_bad_updates_are_refused_and_change_nothing(aws, reg, registered, change, error):
-    update = {"client_id": registered["client_id"], **WEB, **change}
-    if change.get("client_id", "keep") is None:
-        del update["client_id"]
-    response = manage(reg, "put", registered["registration_client_uri"], registered["registration_access_token"],
-                      update)
-    assert response.status_code == 400
-    assert body(response)["error"] == error
+BAD_UPDATES = [
+    ({"client_id": "app_other"}, "invalid_request"),
+    ({"client_id": None}, "invalid_request"),
+    ({"client_secret": "chosen-by-the-client"}, "invalid_request"),
+    ({"registration_access_token": "x"}, "invalid_request"),
+    ({"registration_client_uri": "https://evil.example"}, "invalid_request"),
+    ({"client_id_issued_at": 1}, "invalid_request"),
+    ({"client_secret_expires_at": 1}, "invalid_request"),
+    ({"token_endpoint_auth_method": "none"}, "invalid_client_metadata"),
+    ({"redirect_uris": ["http://evil.example/cb"]}, "invalid_redirect_uri"),
+]
+
+
+def test_bad_updates_are_refused_and_change_nothing(aws, reg, registered):
+    for change, error in BAD_UPDATES:
+        update = {"client_id": registered["client_id"], **WEB, **change}
+        if change.get("client_id", "keep") is None:
+            del update["client_id"]
+        response = manage(reg, "put", registered["registration_client_uri"],
+                          registered["registration_access_token"], update)
+        assert response.status_code == 400, change
+        assert body(response)["error"] == error, change
     stored = aws.store.get_client(registered["client_id"])
     assert stored.redirect_uris == WEB["redirect_uris"] and stored.auth_method == "client_secret_basic"
 
@@ -358,12 +357,12 @@ def test_delete_removes_the_client_and_revokes_its_grants(aws, reg, registered):
     assert manage(reg, "get", uri, token).status_code == 401
 
 
-@pytest.mark.parametrize(("method", "path"), [("get", "/register"), ("put", "/register"), ("delete", "/register"),
-                                              ("post", "/register/app_x")])
-def test_wrong_methods_get_a_json_405(reg, method, path):
-    response = getattr(reg, method)(path, headers={"Authorization": f"Bearer {TOKEN}"})
-    assert response.status_code == 405
-    assert body(response)["error"] == "invalid_request" and response.headers["Allow"]
+def test_wrong_methods_get_a_json_405(reg):
+    for method, path in (("get", "/register"), ("put", "/register"), ("delete", "/register"),
+                         ("post", "/register/app_x")):
+        response = getattr(reg, method)(path, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 405, (method, path)
+        assert body(response)["error"] == "invalid_request" and response.headers["Allow"]
 
 
 def test_storage_failure_is_a_json_503_and_registers_nothing(aws, reg, monkeypatch):
