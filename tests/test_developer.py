@@ -411,3 +411,16 @@ def test_pages_offer_sign_out_with_the_logout_csrf_token(aws, dev):
     response = dev.post("/logout", {"csrf_token": token})
     assert response.status_code == 200
     assert dev.get("/developer/apps").status_code == 303  # the session is gone
+
+
+def test_edit_keeps_the_auth_method_and_grants_of_an_app_registered_elsewhere(aws, dev):
+    aws.store.create_client(ClientRecord("cli-app", "CLI made", ["https://cli.example/cb"], ["read:analysis"],
+                                         ["authorization_code"], "client_secret_post", owner_id=dev.user_id,
+                                         secrets=[ClientSecret(digest("s"))]))
+    page = "/developer/apps/cli-app"
+    response = dev.submit(page, page, {"name": "CLI made", "redirect_uris": "https://cli.example/cb2",
+                                       "scope.read:project": "on"})
+    assert response.status_code == 303
+    client = aws.store.get_client("cli-app")
+    assert client.auth_method == "client_secret_post" and client.grant_types == ["authorization_code"]
+    assert client.redirect_uris == ["https://cli.example/cb2"] and client.scopes == ["read:project"]

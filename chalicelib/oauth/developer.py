@@ -137,8 +137,12 @@ class Developer:
     def update(self, user_id: str, client_id: str, name: str, redirect_uris: list[str], scopes: list[str]) -> None:
         """Change the name, redirect URIs and allowed scopes (the type, hence the auth method, stays)."""
         client = self.app(user_id, client_id)
-        form = AppForm(name, client.app_type, redirect_uris, scopes)
-        registration.apply_metadata(client, form_metadata(form))
+        metadata = form_metadata(AppForm(name, client.app_type, redirect_uris, scopes))
+        # the form edits neither: an app registered for client_secret_post (CLI) keeps it
+        metadata["token_endpoint_auth_method"] = client.auth_method
+        metadata["grant_types"] = list(client.grant_types)
+        metadata["response_types"] = ["code"] if "authorization_code" in client.grant_types else []
+        registration.apply_metadata(client, metadata)
         self.store.save_client(client)
         self.cache.forget(client_id)
 
