@@ -296,3 +296,18 @@ def test_f06_family_revocation_fails_closed(http, world, aws):
     assert_error(response, 503, "temporarily_unavailable")
     assert_error(refresh(http, c1, first["refresh_token"]), 400, "invalid_grant")
     assert not _active(world, c1, first["refresh_token"])
+
+
+@pytest.mark.parametrize("change", ["grant_revoked", "user_disabled"])
+def test_grace_never_revives_a_revoked_grant_or_a_disabled_user(http, world, aws, change):
+    c1, first = _start(http, world)
+    second = tokens_of(refresh(http, c1, first["refresh_token"]))
+    if change == "grant_revoked":
+        aws.store.revoke_grant(c1.client_id, _grant(world, c1, first["refresh_token"]).grant_id)
+    else:
+        user = aws.store.get_user(world.user_id)
+        user.disabled = True
+        aws.store.save_user(user)
+    response = refresh(http, c1, first["refresh_token"])  # within the window, successor unused
+    assert_error(response, 400, "invalid_grant")
+    assert second["refresh_token"] not in response.body.decode()

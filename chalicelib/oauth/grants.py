@@ -33,6 +33,7 @@ from chalicelib.store.records import (
     ConditionFailed,
     GrantRecord,
     RefreshTokenRecord,
+    UserRecord,
 )
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
@@ -45,6 +46,7 @@ class TokenStore(Protocol):
     def redeem_code(self, code: CodeRecord, grant: GrantRecord, refresh_token: RefreshTokenRecord | None) -> None: ...
     def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None: ...
     def revoke_grant(self, client_id: str, grant_id: str) -> None: ...
+    def get_user(self, user_id: str) -> UserRecord | None: ...
     def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None: ...
     def rotate_refresh_token(self, old: RefreshTokenRecord, new: RefreshTokenRecord, grace_response: str) -> None: ...
 
@@ -172,13 +174,16 @@ class TokenEndpoint:
     def _grace_replay(
         self, record: RefreshTokenRecord, presented: str, requested: str | None, now: int
     ) -> dict[str, Any] | None:
-        """The sealed response, when its successor is unused and the grant active; None means reuse."""
+        """The sealed response, when its successor is unused and grant and user are active; None means reuse."""
         successor = self.store.get_refresh_token(record.successor_digest) if record.successor_digest else None
         if successor is None or successor.used_at is not None:
             return None
         grant = self.store.get_grant(record.client_id, record.grant_id)
         if grant is None or not grant.active(now):
             raise InvalidGrant("the grant of this refresh token was revoked or has expired")
+        user = self.store.get_user(record.user_id)
+        if user is None or user.disabled:
+            raise InvalidGrant("the user of this refresh token is no longer active")
         opened = open_with_token(presented, GRACE_PURPOSE, record.grace_response or "")
         if opened is None:
             return None
