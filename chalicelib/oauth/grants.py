@@ -82,20 +82,7 @@ class TokenEndpoint:
 
     # -- authorization_code (RFC 6749 §4.1.3, RFC 7636 §4.6) --
     def authorization_code(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
-        presented = _required(form, "code")
-        verifier = form.get("code_verifier") or None
-        if verifier is not None and not pkce.valid_verifier(verifier):
-            raise InvalidRequest("code_verifier must be 43 to 128 unreserved characters")
-        if len(presented) > MAX_TOKEN_PARAMETER:
-            raise InvalidGrant("the code is invalid, expired or already used")
-        code = self.store.get_code(digest(presented))
-        if code is None:
-            raise InvalidGrant("the code is invalid, expired or already used")
-        # Every binding is checked before reuse: a replay with bad parameters must not revoke (DoS).
-        _check_code_bindings(code, client, form.get("redirect_uri") or None, verifier)
-        if code.used_at is not None:
-            self.store.revoke_grant(code.client_id, code.grant_id)
-            raise InvalidGrant("the code was already used; the tokens issued from it are revoked")
+        code = self._redeemable_code(client, form)
         scope = _narrowed(form.get("scope"), code.scope)
         now = self.clock()
         grant = GrantRecord(
@@ -107,18 +94,32 @@ class TokenEndpoint:
             expires_at=now + self.settings.refresh_absolute_seconds,
             resource=code.resource,
         )
-        body = self._user_access_token(grant, scope)
+        body = self._user_access_token(grant, scope)  # signed before anything is written
         refresh = None
         if "refresh_token" in client.grant_types:
-            token = new_token()
-            refresh = self._refresh_record(token, grant.grant_id, grant.client_id, grant.user_id, grant.scope,
-                                           grant.expires_at)
-            body["refresh_token"] = token
+            body["refresh_token"] = token = new_token()
+            refresh = self._refresh_record(token, grant, grant.expires_at)
         try:
             self.store.redeem_code(code, grant, refresh)
         except ConditionFailed:
             self._lost_redemption(code)
         return body
+
+    def _redeemable_code(self, client: ClientRecord, form: dict[str, str]) -> CodeRecord:
+        """The unused code this request proves it may redeem; a used one revokes its grant."""
+        presented = _required(form, "code")
+        verifier = form.get("code_verifier") or None
+        if verifier is not None and not pkce.valid_verifier(verifier):
+            raise InvalidRequest("code_verifier must be 43 to 128 unreserved characters")
+        code = self.store.get_code(digest(presented)) if len(presented) <= MAX_TOKEN_PARAMETER else None
+        if code is None:
+            raise InvalidGrant("the code is invalid, expired or already used")
+        # Every binding is checked before reuse: a replay with bad parameters must not revoke (DoS).
+        _check_code_bindings(code, client, form.get("redirect_uri") or None, verifier)
+        if code.used_at is not None:
+            self.store.revoke_grant(code.client_id, code.grant_id)
+            raise InvalidGrant("the code was already used; the tokens issued from it are revoked")
+        return code
 
     def _lost_redemption(self, code: CodeRecord) -> None:
         """The transaction's condition failed: the code was used meanwhile (reuse), expired, or the user is gone."""
@@ -132,24 +133,24 @@ class TokenEndpoint:
     def refresh_token(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
         presented = _required(form, "refresh_token")
         requested = form.get("scope") or None
-        if len(presented) > MAX_TOKEN_PARAMETER:
-            raise InvalidGrant("the refresh token is invalid or expired")
-        record = self.store.get_refresh_token(digest(presented))
+        record = self.store.get_refresh_token(digest(presented)) if len(presented) <= MAX_TOKEN_PARAMETER else None
         if record is None:  # absent, or past its idle/absolute expiry (a grace never revives it)
             raise InvalidGrant("the refresh token is invalid or expired")
         if record.client_id != client.client_id:  # foreign client: refused, the family is left alone
             raise InvalidGrant("the refresh token was not issued to this client")
         if record.used_at is not None:
             return self._repeated_refresh(record, presented, requested)
+        return self._rotate(record, presented, requested)
+
+    def _rotate(self, record: RefreshTokenRecord, presented: str, requested: str | None) -> dict[str, Any]:
+        """A new access token and successor; the response is sealed on the spent token for the grace window."""
         scope = _narrowed(requested, record.scope)
         now = self.clock()
         absolute = record.grant_expires_at or self._grant_expiry(record)
         grant = GrantRecord(record.grant_id, record.client_id, record.user_id, record.scope, now, absolute)
         body = self._user_access_token(grant, scope)
-        token = new_token()
-        successor = self._refresh_record(token, record.grant_id, record.client_id, record.user_id, record.scope,
-                                         absolute)
-        body["refresh_token"] = token
+        body["refresh_token"] = token = new_token()
+        successor = self._refresh_record(token, grant, absolute)
         sealed = _seal_grace(presented, body, requested, now + body["expires_in"])
         try:
             self.store.rotate_refresh_token(record, successor, sealed)
@@ -224,16 +225,14 @@ class TokenEndpoint:
         )
         return {"access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "scope": scope}
 
-    def _refresh_record(
-        self, token: str, grant_id: str, client_id: str, user_id: str, scope: str, absolute: int
-    ) -> RefreshTokenRecord:
+    def _refresh_record(self, token: str, grant: GrantRecord, absolute: int) -> RefreshTokenRecord:
         now = self.clock()
         return RefreshTokenRecord(
             token_digest=digest(token),
-            grant_id=grant_id,
-            client_id=client_id,
-            user_id=user_id,
-            scope=scope,
+            grant_id=grant.grant_id,
+            client_id=grant.client_id,
+            user_id=grant.user_id,
+            scope=grant.scope,  # the grant's scope, even when this access token was narrowed
             issued_at=now,
             expires_at=min(now + self.settings.refresh_idle_seconds, absolute),
             grant_expires_at=absolute,
