@@ -55,6 +55,8 @@ GOALS = {
     "token (refresh_token)": "DynamoDB <= 2, KMS 0",
     "token (client_credentials)": "DynamoDB <= 1 (0 with a warm client cache), KMS 0",
     "authorize (logged in, consent remembered)": "KMS 0",
+    "introspect (user access token)": "DynamoDB <= 1 (its grant, by key), KMS 0",
+    "GET /v1/me (the bearer check alone)": "DynamoDB 0, KMS 0",
 }
 CPU_GOAL_MS = 1.2
 
@@ -147,6 +149,7 @@ def main(iterations: int) -> None:
                 response = http.post("/token", headers={**FORM, **web_auth}, body=urlencode(form))
                 assert response.status_code == 200, response.body
                 chain["refresh_token"] = response.json_body["refresh_token"]
+                chain["access_token"] = response.json_body["access_token"]
                 return response
 
             def refresh() -> Any:
@@ -165,6 +168,7 @@ def main(iterations: int) -> None:
                 ("token (authorization_code)", measure_calls(recorder, code_exchange)),
                 ("token (refresh_token)", measure_calls(recorder, refresh)),
                 ("token (client_credentials)", measure_calls(recorder, client_credentials)),
+                *lifecycle_rows(http, recorder, web_auth, chain["access_token"]),
             ]
             services.clients.forget(world["machine"].client_id)
             recorder.reset()
@@ -185,6 +189,27 @@ def main(iterations: int) -> None:
             print("  authorize: not measured (endpoint missing)")
 
         print_cpu(services, world, recorder, iterations)
+
+
+def lifecycle_rows(
+    http: Any, recorder: Recorder, auth: dict[str, str], access_token: str
+) -> list[tuple[str, list[str]]]:
+    """Introspection of a user access token (reads its grant) and the offline /v1 bearer check (reads nothing)."""
+
+    def introspect() -> Any:
+        response = http.post("/introspect", headers={**FORM, **auth}, body=urlencode({"token": access_token}))
+        assert response.status_code == 200 and response.json_body["active"] is True, response.body
+        return response
+
+    def resource_check() -> Any:
+        response = http.get("/v1/me", headers={"Authorization": f"Bearer {access_token}"})
+        assert response.status_code == 200, response.body
+        return response
+
+    return [
+        ("introspect (user access token)", measure_calls(recorder, introspect)),
+        ("GET /v1/me (the bearer check alone)", measure_calls(recorder, resource_check)),
+    ]
 
 
 def measure_authorize(
