@@ -424,3 +424,17 @@ def test_edit_keeps_the_auth_method_and_grants_of_an_app_registered_elsewhere(aw
     client = aws.store.get_client("cli-app")
     assert client.auth_method == "client_secret_post" and client.grant_types == ["authorization_code"]
     assert client.redirect_uris == ["https://cli.example/cb2"] and client.scopes == ["read:project"]
+
+
+def test_rotation_is_enforced_at_the_token_endpoint(aws, http, dev):
+    client_id, old = created_credentials(dev.create_app("Job", app_type="machine", redirect_uris=""))
+    body = urlencode({"grant_type": "client_credentials", "scope": "read:analysis"}).encode()
+
+    def token(secret):
+        return http.post("/token", headers={**FORM, **basic(client_id, secret)}, body=body)
+
+    assert token(old).status_code == 200
+    _, new = created_credentials(_rotate(dev, client_id))
+    assert token(new).status_code == 200
+    refused = token(old)
+    assert refused.status_code == 401 and json.loads(refused.body)["error"] == "invalid_client"
