@@ -71,9 +71,9 @@ def test_the_owning_client_introspects_its_own_tokens(clients, http):
     assert answer(http, minted.refresh_token, "c1")["active"] is True
 
 
-@pytest.mark.parametrize("token", ["", "garbage", "x" * 43, "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "..", "x" * 4000])
-def test_i03_unknown_garbage_or_empty_tokens_are_inactive(clients, http, token):
-    assert answer(http, token) == INACTIVE
+def test_i03_unknown_garbage_or_empty_tokens_are_inactive(clients, http):
+    for token in ["", "garbage", "x" * 43, "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "..", "x" * 4000, "é" * 10]:
+        assert answer(http, token) == INACTIVE, token
 
 
 def test_i04_expired_tokens_are_inactive_though_still_stored(clients, http):

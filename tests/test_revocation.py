@@ -99,11 +99,12 @@ def test_client_credentials_access_tokens_cannot_be_revoked(clients, http):
     assert_empty_200(revoke(http, token))  # expired: nothing left to revoke
 
 
-@pytest.mark.parametrize("token", ["unknown-" + "x" * 40, "garbage", "", "a.b.c", "é" * 10, "x" * 4000])
-def test_r03_unknown_and_garbage_tokens_get_200_and_change_nothing(clients, http, token):
+def test_r03_unknown_and_garbage_tokens_get_200_and_change_nothing(clients, http):
     minted = mint(clients, "c1")
-    assert_empty_200(revoke(http, token))
+    for token in ["unknown-" + "x" * 40, "garbage", "", "a.b.c", "é" * 10, "x" * 4000]:
+        assert_empty_200(revoke(http, token))
     assert not grant_revoked(clients, minted)
+    assert json.loads(introspect(http, minted.access_token).body)["active"] is True
 
 
 def test_r03_expired_and_already_revoked_tokens_get_200(clients, http):
