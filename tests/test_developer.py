@@ -438,3 +438,51 @@ def test_rotation_is_enforced_at_the_token_endpoint(aws, http, dev):
     assert token(new).status_code == 200
     refused = token(old)
     assert refused.status_code == 401 and json.loads(refused.body)["error"] == "invalid_client"
+
+
+def test_an_edit_racing_a_rotation_loses_neither(aws, dev, monkeypatch):
+    """The edit read the client, then a rotation landed before its write: the edit is re-applied on top."""
+    from chalicelib.oauth import registration
+
+    client_id, old = created_credentials(dev.create_app("Racy"))
+    original = aws.store.update_client
+    rotated: list[str] = []
+
+    def racing_update(cid, change, attempts=3):
+        def change_after_a_concurrent_rotation(client):
+            if not rotated:
+                def rotate(fresh):
+                    rotated.append(registration.rotate_secret(fresh, clock.now(), 0))
+
+                original(cid, rotate)  # another request rotates the secret right now
+            change(client)
+
+        return original(cid, change_after_a_concurrent_rotation, attempts)
+
+    monkeypatch.setattr(aws.store, "update_client", racing_update)
+    page = f"/developer/apps/{client_id}"
+    response = dev.submit(page, page, {"name": "Edited", "redirect_uris": "https://app.example/callback",
+                                       "scope.read:analysis": "on"})
+    assert response.status_code == 303
+    client = aws.store.get_client(client_id)
+    assert client.name == "Edited"
+    assert [s.digest for s in client.secrets] == [digest(rotated[0])]  # the rotation survived
+    assert authenticates(aws, client_id, rotated[0]) and not authenticates(aws, client_id, old)
+
+
+def test_update_client_gives_up_when_the_client_never_settles(aws, dev, monkeypatch):
+    from chalicelib.store.records import ConditionFailed
+
+    client_id, _ = created_credentials(dev.create_app("Busy"))
+    store = aws.store
+
+    def change(client):
+        other = store.get_client(client_id)
+        other.name = other.name + "!"
+        store.save_client(other)  # someone else writes first, every time
+        client.name = "mine"
+
+    with pytest.raises(ConditionFailed):
+        store.update_client(client_id, change)
+    assert store.get_client(client_id).name == "Busy!!!"
+    assert store.update_client("app_missing", change) is None

@@ -31,7 +31,9 @@ class AppNotFound(Exception):
 class DeveloperStore(Protocol):
     def get_client(self, client_id: str) -> ClientRecord | None: ...
     def create_client(self, client: ClientRecord) -> None: ...
-    def save_client(self, client: ClientRecord) -> None: ...
+    def update_client(
+        self, client_id: str, change: Callable[[ClientRecord], None], attempts: int = 3
+    ) -> ClientRecord | None: ...
     def delete_client(self, client: ClientRecord) -> None: ...
     def list_owned_apps(self, owner_id: str) -> list[OwnedApp]: ...
     def list_client_grant_ids(self, client_id: str) -> list[str]: ...
@@ -88,6 +90,11 @@ def form_metadata(form: AppForm) -> dict[str, Any]:
     }
 
 
+def _check_owner(client: ClientRecord | None, user_id: str) -> None:
+    if client is None or client.owner_id is None or client.owner_id != user_id:
+        raise AppNotFound()
+
+
 def delete_application(store: DeveloperStore, cache: ClientCache, client: ClientRecord) -> None:
     """Revoke every grant the client holds (its refresh tokens and access tokens die with them), forget
     the users' consents to it, then delete it. Grants go first: a failure half-way leaves the client in
@@ -124,8 +131,23 @@ class Developer:
         if not client_id or len(client_id) > MAX_CLIENT_ID:
             raise AppNotFound()
         client = self.store.get_client(client_id)
-        if client is None or client.owner_id is None or client.owner_id != user_id:
+        _check_owner(client, user_id)
+        assert client is not None
+        return client
+
+    def _change(self, user_id: str, client_id: str, change: Callable[[ClientRecord], None]) -> ClientRecord:
+        """Apply `change` to the user's own app without overwriting a concurrent change, then drop it from the cache."""
+        if not client_id or len(client_id) > MAX_CLIENT_ID:
             raise AppNotFound()
+
+        def owned_change(client: ClientRecord) -> None:
+            _check_owner(client, user_id)
+            change(client)
+
+        client = self.store.update_client(client_id, owned_change)
+        if client is None:
+            raise AppNotFound()
+        self.cache.forget(client_id)
         return client
 
     def create(self, user_id: str, form: AppForm) -> registration.RegisteredClient:
@@ -136,25 +158,28 @@ class Developer:
 
     def update(self, user_id: str, client_id: str, name: str, redirect_uris: list[str], scopes: list[str]) -> None:
         """Change the name, redirect URIs and allowed scopes (the type, hence the auth method, stays)."""
-        client = self.app(user_id, client_id)
-        metadata = form_metadata(AppForm(name, client.app_type, redirect_uris, scopes))
-        # the form edits neither: an app registered for client_secret_post (CLI) keeps it
-        metadata["token_endpoint_auth_method"] = client.auth_method
-        metadata["grant_types"] = list(client.grant_types)
-        metadata["response_types"] = ["code"] if "authorization_code" in client.grant_types else []
-        registration.apply_metadata(client, metadata)
-        self.store.save_client(client)
-        self.cache.forget(client_id)
 
-    def rotate_secret(self, user_id: str, client_id: str) -> str:
+        def edit(client: ClientRecord) -> None:
+            metadata = form_metadata(AppForm(name, client.app_type, redirect_uris, scopes))
+            # the form edits neither: an app registered for client_secret_post (CLI) keeps it
+            metadata["token_endpoint_auth_method"] = client.auth_method
+            metadata["grant_types"] = list(client.grant_types)
+            metadata["response_types"] = ["code"] if "authorization_code" in client.grant_types else []
+            registration.apply_metadata(client, metadata)
+
+        self._change(user_id, client_id, edit)
+
+    def rotate_secret(self, user_id: str, client_id: str) -> tuple[ClientRecord, str]:
         """A new secret, shown once; the old one works for the configured overlap (0: stops at once)."""
-        client = self.app(user_id, client_id)
-        if not client.confidential:
-            raise InvalidClientMetadata("a public client has no secret to rotate")
-        secret = registration.rotate_secret(client, self.clock(), self.rotation_overlap_seconds)
-        self.store.save_client(client)
-        self.cache.forget(client_id)
-        return secret
+        issued: list[str] = []
+
+        def rotate(client: ClientRecord) -> None:
+            if not client.confidential:
+                raise InvalidClientMetadata("a public client has no secret to rotate")
+            issued[:] = [registration.rotate_secret(client, self.clock(), self.rotation_overlap_seconds)]
+
+        client = self._change(user_id, client_id, rotate)
+        return client, issued[0]  # the secret of the write that won
 
     def delete(self, user_id: str, client_id: str) -> None:
         delete_application(self.store, self.cache, self.app(user_id, client_id))

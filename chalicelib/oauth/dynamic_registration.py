@@ -110,17 +110,25 @@ class Registrar:
         sent = [name for name in _SERVER_OWNED if name in metadata]
         if sent:
             raise InvalidRequest(f"{sent[0]} must not be sent in an update")
-        if "client_secret" in metadata:
-            presented = metadata["client_secret"]
-            now = self.clock()
-            current = [s.digest for s in client.secrets if s.expires_at is None or now < s.expires_at]
-            matches = [secret_matches(presented, d) for d in current] if isinstance(presented, str) else []
-            if not any(matches):
-                raise InvalidRequest("client_secret does not match the current secret (it cannot be chosen)")
-        registration.apply_metadata(client, metadata)
-        self.store.save_client(client)
+        token_digest = client.registration_token_digest
+
+        def replace(current: ClientRecord) -> None:
+            if current.registration_token_digest != token_digest:
+                raise _unauthorised("the registration access token is invalid")
+            if "client_secret" in metadata:
+                presented = metadata["client_secret"]
+                now = self.clock()
+                live = [s.digest for s in current.secrets if s.expires_at is None or now < s.expires_at]
+                matches = [secret_matches(presented, d) for d in live] if isinstance(presented, str) else []
+                if not any(matches):
+                    raise InvalidRequest("client_secret does not match the current secret (it cannot be chosen)")
+            registration.apply_metadata(current, metadata)
+
+        updated = self.store.update_client(client.client_id, replace)
+        if updated is None:
+            raise _unauthorised("the registration access token is invalid")
         self.cache.forget(client.client_id)
-        return self._information(client)
+        return self._information(updated)
 
     def delete(self, client: ClientRecord) -> None:
         delete_application(self.store, self.cache, client)

@@ -234,6 +234,29 @@ class DynamoStore:
                 owned = OwnedApp(client.owner_id, client.client_id, client.name, client.created_at)
                 _item("app", f"user#{client.owner_id}", f"app#{client.client_id}", owned).save()
 
+    def update_client(
+        self, client_id: str, change: Callable[[ClientRecord], None], attempts: int = 3
+    ) -> ClientRecord | None:
+        """Read, `change`, write back: conditional on the stored client being the one `change` saw, so
+        a concurrent rotation or edit is never overwritten (the change is re-applied to the fresh item).
+        None when the client does not exist; exceptions from `change` abort with nothing written."""
+        for _ in range(attempts):
+            item = self._get(f"client#{client_id}", "client")
+            client = _client_record(item)
+            if item is None or client is None:
+                return None
+            change(client)
+            try:
+                with _translated():
+                    self._client_item(client).save(condition=Item.pk.exists() & (Item.data == item.data))
+            except ConditionFailed:
+                continue
+            if client.owner_id:
+                owned = OwnedApp(client.owner_id, client.client_id, client.name, client.created_at)
+                self._put(_item("app", f"user#{client.owner_id}", f"app#{client.client_id}", owned))
+            return client
+        raise ConditionFailed("the client changed on every attempt")
+
     def delete_client(self, client: ClientRecord) -> None:
         with _translated(), TransactWrite(connection=shared_connection()) as transaction:
             transaction.delete(Item(f"client#{client.client_id}", "client"))

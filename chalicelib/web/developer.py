@@ -181,10 +181,9 @@ def update_app(client_id: str, user: tuple[str, str]) -> Response:
 def rotate_secret(client_id: str, user: tuple[str, str]) -> Response:
     session_id, user_id = user
     checked_form(bp.current_request, session_id, f"developer:rotate:{client_id}")
-    apps = developer()
-    secret = apps.rotate_secret(user_id, client_id)
-    return render("developer_secret.html", session_id, client=apps.app(user_id, client_id), secret=secret,
-                  created=False, overlap=services().settings.secret_rotation_overlap_seconds)
+    client, secret = developer().rotate_secret(user_id, client_id)
+    return render("developer_secret.html", session_id, client=client, secret=secret, created=False,
+                  overlap=services().settings.secret_rotation_overlap_seconds)
 
 
 @bp.route("/developer/apps/{client_id}/delete", methods=["POST"], content_types=ANY_BODY)
