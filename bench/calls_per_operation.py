@@ -341,8 +341,8 @@ def print_cpu(services: Any, world: dict[str, Any], recorder: Recorder, iteratio
     print(f"\nHandler CPU per token request ({iterations} requests each; goal <= {CPU_GOAL_MS} ms)")
     print("  A = oauth/ handler on an in-memory stub store (no storage code at all)")
     print("  B = oauth/ handler on DynamoStore under moto, minus the CPU inside botocore calls")
-    print("      (B also carries what the hooks cannot separate: PynamoDB's marshalling and, most likely,")
-    print("      freeing moto's per-transaction deep copy of the table after the call returns)")
+    print("      (B also carries work the hooks cannot separate from the handler: PynamoDB's marshalling and")
+    print("      whatever moto leaves to run after a call returns, so it overstates the handler's own share)")
     print(f"  {'floor: one RS256 signature with PyJWT':44} {floor_ms:7.3f} ms")
     for grant_type in grant_types:
         a, b = with_stub[grant_type], with_moto[grant_type]
