@@ -273,3 +273,24 @@ def test_f02_failed_transaction_is_a_503_and_leaves_nothing_issued(http, world, 
     kinds = {item["kind"] for item in boto3.resource("dynamodb").Table(aws.settings.table_name).scan()["Items"]}
     assert "refresh" not in kinds and "grant" not in kinds
     tokens_of(exchange(http, c1, code))  # a later retry succeeds
+
+
+def test_f07_token_paths_read_with_consistent_reads(http, world, aws):
+    from chalicelib.store.dynamo import shared_connection
+
+    reads: list[dict] = []
+
+    def record(model, params, **_):
+        if model.name == "GetItem":
+            reads.append(params)
+
+    events = shared_connection().client.meta.events
+    events.register("before-parameter-build.dynamodb.GetItem", record)
+    try:
+        c1 = world.clients["C1"]
+        tokens = tokens_of(exchange(http, c1, world.issue_code(c1)))
+        tokens_of(post_token(http, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+                             basic(c1.client_id, c1.secret)))
+    finally:
+        events.unregister("before-parameter-build.dynamodb.GetItem", record)
+    assert len(reads) >= 2 and all(params.get("ConsistentRead") is True for params in reads)
