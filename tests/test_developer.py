@@ -486,3 +486,18 @@ def test_update_client_gives_up_when_the_client_never_settles(aws, dev, monkeypa
         store.update_client(client_id, change)
     assert store.get_client(client_id).name == "Busy!!!"
     assert store.update_client("app_missing", change) is None
+
+
+def test_a_client_that_never_settles_gives_a_clear_page_not_a_500(aws, dev, monkeypatch):
+    from chalicelib.store.records import ConditionFailed
+
+    client_id, secret = created_credentials(dev.create_app("Contended"))
+
+    def always_lost(*args, **kwargs):
+        raise ConditionFailed("lost")
+
+    monkeypatch.setattr(aws.store, "update_client", always_lost)
+    response = _rotate(dev, client_id)
+    assert response.status_code == 400
+    assert "changed while saving" in response.body.decode()
+    assert authenticates(aws, client_id, secret)

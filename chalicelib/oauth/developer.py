@@ -12,8 +12,8 @@ from typing import Any, Callable, Protocol
 
 from chalicelib.oauth import registration
 from chalicelib.oauth import scopes as scope_rules
-from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
-from chalicelib.store.records import ClientRecord, ConsentRecord, GrantRecord, OwnedApp
+from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, TemporarilyUnavailable
+from chalicelib.store.records import ClientRecord, ConditionFailed, ConsentRecord, GrantRecord, OwnedApp
 
 # the choices Developer Settings offers, in the order the form shows them
 APP_TYPE_LABELS = {
@@ -144,7 +144,10 @@ class Developer:
             _check_owner(client, user_id)
             change(client)
 
-        client = self.store.update_client(client_id, owned_change)
+        try:
+            client = self.store.update_client(client_id, owned_change)
+        except ConditionFailed:
+            raise TemporarilyUnavailable("the application changed while saving; try again") from None
         if client is None:
             raise AppNotFound()
         self.cache.forget(client_id)

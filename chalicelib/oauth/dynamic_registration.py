@@ -13,8 +13,8 @@ from typing import Any, Callable, Protocol
 from chalicelib.crypto.secrets import digest, digests_equal, new_token, secret_matches
 from chalicelib.oauth import registration
 from chalicelib.oauth.developer import MAX_CLIENT_ID, ClientCache, DeveloperStore, delete_application
-from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken
-from chalicelib.store.records import ClientRecord, RegistrationTokenRecord
+from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken, TemporarilyUnavailable
+from chalicelib.store.records import ClientRecord, ConditionFailed, RegistrationTokenRecord
 
 REALM = 'Bearer realm="clipron"'
 MAX_TOKEN_LENGTH = 512
@@ -124,7 +124,10 @@ class Registrar:
                     raise InvalidRequest("client_secret does not match the current secret (it cannot be chosen)")
             registration.apply_metadata(current, metadata)
 
-        updated = self.store.update_client(client.client_id, replace)
+        try:
+            updated = self.store.update_client(client.client_id, replace)
+        except ConditionFailed:
+            raise TemporarilyUnavailable("the registration changed while saving; try again") from None
         if updated is None:
             raise _unauthorised("the registration access token is invalid")
         self.cache.forget(client.client_id)
