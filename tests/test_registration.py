@@ -217,6 +217,8 @@ ACCEPTED = [
 REFUSED = [
     ("http://app.example/callback", False),  # plain http off loopback
     ("http://127.0.0.2.example/cb", False),
+    ("http://localhost.evil.example/cb", False),
+    ("http://[::2]/cb", False),
     ("https://app.example/cb#fragment", False),
     ("https://app.example/cb#", False),
     ("https://*.example/cb", False),
