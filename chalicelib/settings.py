@@ -66,12 +66,14 @@ def _url(name: str, value: str, stage: str) -> str:
     return value
 
 
-def _int(name: str, low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
+def _number(name: str, low: float, high: float, kind: type = int) -> Callable[[str], object]:
+    """A parser for a bounded number setting (kind int or float) whose errors name the variable."""
+
+    def parse(value: str) -> object:
         try:
-            number = int(value)
+            number = kind(value)
         except ValueError:
-            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+            raise ConfigError(f"{name} must be a {'whole ' if kind is int else ''}number, got {value!r}") from None
         if not low <= number <= high:
             raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
         return number
@@ -79,17 +81,12 @@ def _int(name: str, low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _float(name: str, low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, got {value!r}") from None
-        if not low <= number <= high:
-            raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
-        return number
+def _int(name: str, low: int, high: int) -> Callable[[str], object]:
+    return _number(name, low, high, int)
 
-    return parse
+
+def _float(name: str, low: float, high: float) -> Callable[[str], object]:
+    return _number(name, low, high, float)
 
 
 # field name -> (environment variable, default or None when required, parser)
