@@ -134,3 +134,24 @@ def test_apps_deleted_by_their_developer_disappear(aws, user):
     issue_grant(aws, "app_one", user.user_id)
     aws.store.delete_client(aws.store.get_client("app_one"))
     assert "Analysis Viewer" not in user.get("/account/apps").body.decode()
+
+
+def test_a_code_issued_before_revoking_access_cannot_be_exchanged_after(aws, http, user):
+    """The redemption is conditioned on the consent still standing: no grant Connected apps cannot list."""
+    from chalicelib.crypto.secrets import new_id, new_token
+    from chalicelib.store.records import CodeRecord
+
+    issue_grant(aws, "app_one", user.user_id)
+    code, now = new_token(), clock.now()
+    grant_id = new_id("gr_")
+    aws.store.put_code(CodeRecord(digest(code), "app_one", "https://app.example/callback", True, user.user_id,
+                                  "read:analysis", None, grant_id, now, now + 60))
+    assert revoke(user, "app_one").status_code == 303
+
+    auth = "Basic " + base64.b64encode(f"app_one:{SECRET}".encode()).decode()
+    body = urlencode({"grant_type": "authorization_code", "code": code,
+                      "redirect_uri": "https://app.example/callback"}).encode()
+    response = http.post("/token", headers={**FORM, "Authorization": auth}, body=body)
+    assert response.status_code == 400 and json.loads(response.body)["error"] == "invalid_grant"
+    assert aws.store.get_grant("app_one", grant_id) is None
+    assert aws.store.get_consent(user.user_id, "app_one") is None

@@ -77,6 +77,8 @@ class World:
         """A code as /authorize issues it: only its digest is stored, bound to client, URI, user and PKCE."""
         code = new_token()
         now = clock.now()
+        # /authorize records the consent before it issues a code; redemption requires it to stand
+        self.store.save_consent_scopes(user_id or self.user_id, client.client_id, scope.split(), now)
         self.store.put_code(
             CodeRecord(
                 code_digest=digest(code),

@@ -122,7 +122,8 @@ class TokenEndpoint:
         return code
 
     def _lost_redemption(self, code: CodeRecord) -> None:
-        """The transaction's condition failed: the code was used meanwhile (reuse), expired, or the user is gone."""
+        """The transaction's condition failed: the code was used meanwhile (reuse), expired, the user is
+        gone, or the user revoked the app's access since the code was issued."""
         current = self.store.get_code(code.code_digest)
         if current is not None and current.used_at is not None:
             self.store.revoke_grant(code.client_id, code.grant_id)

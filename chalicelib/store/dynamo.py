@@ -326,8 +326,8 @@ class DynamoStore:
     ) -> None:
         """Mark the code used, write the grant, the refresh token and the consent's grant list: all or nothing.
 
-        Raises ConditionFailed when the code was already used or has expired meanwhile, or its user is
-        gone or disabled.
+        Raises ConditionFailed when the code was already used or has expired meanwhile, its user is
+        gone or disabled, or the user withdrew the consent.
         """
         now = self.clock()
         code_item = Item(f"code#{code.code_digest}", "code")
@@ -340,9 +340,12 @@ class DynamoStore:
             transaction.save(self._grant_item(grant), condition=Item.pk.does_not_exist())
             if refresh_token is not None:
                 transaction.save(self._refresh_item(refresh_token), condition=Item.pk.does_not_exist())
+            # the consent must still stand: a user who revoked access after the code was issued
+            # would otherwise get a live grant that Connected apps no longer lists
             transaction.update(
                 Item(f"user#{grant.user_id}", f"consent#{grant.client_id}"),
-                actions=[Item.grant_ids.add({grant.grant_id}), Item.kind.set("consent")],
+                actions=[Item.grant_ids.add({grant.grant_id})],
+                condition=Item.data.exists(),
             )
             self._check_user_enabled(transaction, grant.user_id)
 
