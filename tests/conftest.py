@@ -69,3 +69,15 @@ def http(aws):
 
     with Client(app, stage_name="local") as client:
         yield client.http
+
+
+@pytest.fixture
+def clients(aws):
+    """Revocation and introspection: confidential c1 and c2, public p1, resource server rs1."""
+    from tests.lifecycle_helpers import make_client
+
+    for client_id in ("c1", "c2"):
+        make_client(aws, client_id)
+    make_client(aws, "p1", public=True)
+    make_client(aws, "rs1", resource_server=True)
+    return aws

@@ -9,19 +9,10 @@ import pytest
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.store.records import CodeRecord, RefreshTokenRecord
-from tests.lifecycle_helpers import SECRET, basic, client_token, introspect, make_client, mint, post_form, revoke
+from tests.lifecycle_helpers import SECRET, basic, client_token, introspect, mint, post_form, revoke
 from tests.token_helpers import freeze_clock
 
 INACTIVE = {"active": False}
-
-
-@pytest.fixture
-def clients(aws):
-    for client_id in ("c1", "c2"):
-        make_client(aws, client_id)
-    make_client(aws, "p1", public=True)
-    make_client(aws, "rs1", resource_server=True)
-    return aws
 
 
 def answer(http, token: str, client_id: str = "rs1", **extra: str) -> dict:

@@ -18,20 +18,10 @@ from tests.lifecycle_helpers import (
     client_token,
     grant_revoked,
     introspect,
-    make_client,
     mint,
     post_form,
     revoke,
 )
-
-
-@pytest.fixture
-def clients(aws):
-    for client_id in ("c1", "c2"):
-        make_client(aws, client_id)
-    make_client(aws, "p1", public=True)
-    make_client(aws, "rs1", resource_server=True)
-    return aws
 
 
 def assert_empty_200(response) -> None:
