@@ -10,16 +10,16 @@ from chalicelib.crypto.secrets import digests_equal
 
 METHOD = "S256"
 # code-verifier = 43*128unreserved (RFC 7636 §4.1); an S256 challenge is 43 base64url characters
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
-_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # fullmatch: `$` would let a trailing newline in
+_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 
 
 def valid_challenge(challenge: str) -> bool:
-    return bool(_CHALLENGE.match(challenge))
+    return bool(_CHALLENGE.fullmatch(challenge))
 
 
 def valid_verifier(verifier: str) -> bool:
-    return bool(_VERIFIER.match(verifier))
+    return bool(_VERIFIER.fullmatch(verifier))
 
 
 def s256(verifier: str) -> str:

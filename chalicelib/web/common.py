@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl
 
@@ -25,6 +26,7 @@ ANY_BODY = [FORM, "application/json", "text/plain", "multipart/form-data", "appl
 MAX_BODY_BYTES = 16 * 1024
 MAX_PARAMETERS = 64
 MAX_VALUE_LENGTH = 4096
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 PAGE_HEADERS = {
@@ -59,11 +61,13 @@ def unique_parameters(pairs: list[tuple[str, str]]) -> dict[str, str]:
         raise InvalidRequest("too many parameters")
     values: dict[str, str] = {}
     for name, value in pairs:
+        if any(ch in name for ch in "\x00\ufffd\ufeff"):  # a NUL, a broken byte or a BOM: no real name
+            raise InvalidRequest("a parameter name is not valid text")
         if name in values:
             raise InvalidRequest(f"the parameter {name} was sent more than once")
         if len(value) > MAX_VALUE_LENGTH:
             raise InvalidRequest(f"the parameter {name} is too long")
-        if "\x00" in value or "\ufffd" in value:
+        if any(ch in value for ch in "\x00\ufffd\ufeff"):
             raise InvalidRequest(f"the parameter {name} is not valid text")
         values[name] = value
     return values
@@ -84,6 +88,8 @@ def form_pairs(request: Request) -> list[tuple[str, str]]:
         raise InvalidRequest("the request body is too large", status=413)
     try:
         text = raw.decode("utf-8", errors="strict")
+        if _BAD_ESCAPE.search(text):  # unquote would keep "%zz" as text; a client that sent it is broken
+            raise ValueError("malformed percent-escape")
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("the request body is not a valid form") from None
