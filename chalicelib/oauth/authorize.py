@@ -11,8 +11,9 @@ each parked request yields at most one decision.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 from urllib.parse import quote, urlencode
 
 from chalicelib.crypto.secrets import digest, new_id, new_token
@@ -23,6 +24,7 @@ from chalicelib.oauth.errors import (
     AccessDenied,
     InvalidRequest,
     OAuthError,
+    TemporarilyUnavailable,
     UnauthorizedClient,
     UnsupportedResponseType,
 )
@@ -33,6 +35,7 @@ from chalicelib.store.records import (
     ConditionFailed,
     ConsentRecord,
     SessionRecord,
+    StoreUnavailable,
 )
 
 IDENTITY = ("client_id", "redirect_uri")
@@ -255,6 +258,10 @@ class AuthorizationFlow:
     def start(self, pairs: list[tuple[str, str]], session: SessionRecord | None) -> Step:
         """Validate and decide. The fast path (logged in, consent remembered) parks nothing."""
         request = validate(pairs, self.clients, self.clock())
+        with unavailable_redirects(request):
+            return self._start(request, session)
+
+    def _start(self, request: AuthorizationRequest, session: SessionRecord | None) -> Step:
         if "none" in request.prompt:
             if session is None:
                 raise RedirectError(LoginRequired("the user is not signed in"), request.redirect_uri, request.state)
@@ -275,9 +282,13 @@ class AuthorizationFlow:
         if not self.signed_in_for(request, session):
             return Step("login", request_id=request_id), request
         assert session is not None
-        if "consent" not in request.prompt and self._consent_remembered(request, session.user_id):
-            self._consume(request_id)
-            return self._redirect_with_code(request, session), request
+        try:
+            with unavailable_redirects(request):
+                if "consent" not in request.prompt and self._consent_remembered(request, session.user_id):
+                    self._consume(request_id)
+                    return self._redirect_with_code(request, session), request
+        except RedirectError as unavailable:
+            return Step("redirect", location=unavailable.location(self.issuer)), request
         return Step("consent", request_id=request_id), request
 
     def decide(self, request_id: str, session: SessionRecord, allow: bool) -> str:
@@ -289,8 +300,12 @@ class AuthorizationFlow:
         if not allow:
             error = AccessDenied("the user denied the request")
             return RedirectError(error, request.redirect_uri, request.state).location(self.issuer)
-        self._remember_consent(request, session.user_id)
-        step = self._redirect_with_code(request, session)
+        try:
+            with unavailable_redirects(request):
+                self._remember_consent(request, session.user_id)
+                step = self._redirect_with_code(request, session)
+        except RedirectError as unavailable:
+            return unavailable.location(self.issuer)
         assert step.location is not None
         return step.location
 
@@ -380,6 +395,16 @@ class AuthorizationFlow:
             )
         )
         return code
+
+
+@contextlib.contextmanager
+def unavailable_redirects(request: AuthorizationRequest) -> Iterator[None]:
+    """Once the client and its redirect URI are trusted, a storage failure goes back to the client as
+    temporarily_unavailable with state and iss (RFC 6749 §4.1.2.1, F-16), not to a dead-end page."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise RedirectError(TemporarilyUnavailable(), request.redirect_uri, request.state) from None
 
 
 def describe_scopes(request: AuthorizationRequest) -> list[tuple[str, str]]:

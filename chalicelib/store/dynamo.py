@@ -131,11 +131,23 @@ def _translated(lost: type[ConditionFailed] = ConditionFailed) -> Iterator[None]
     try:
         yield
     except PynamoDBException as error:
-        if error.cause_response_code in _CONDITION_CODES and _only_conditions_failed(error):
-            raise lost(error.cause_response_code) from None
-        raise StoreUnavailable(error.cause_response_code or type(error).__name__) from None
+        code = error_code(error)
+        if code in _CONDITION_CODES and _only_conditions_failed(error):
+            raise lost(code) from None
+        raise StoreUnavailable(code or type(error.cause or error).__name__) from None
     except (BotoCoreError, ClientError) as error:
         raise StoreUnavailable(type(error).__name__) from None
+
+
+def error_code(error: PynamoDBException) -> str | None:
+    """The DynamoDB error code behind a PynamoDB error; None for a timeout or a lost connection.
+
+    PynamoDB's own `cause_response_code` raises AttributeError when the cause is a botocore
+    ReadTimeoutError or EndpointConnectionError (their `response` is None), which turned every
+    DynamoDB timeout into a 500 instead of a 503 (F-12).
+    """
+    response = getattr(error.cause, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
 def _only_conditions_failed(error: PynamoDBException) -> bool:
@@ -380,7 +392,7 @@ class DynamoStore:
                     condition=Item.pk.exists(),
                 )
             except PynamoDBException as error:
-                if error.cause_response_code != "ConditionalCheckFailedException":
+                if error_code(error) != "ConditionalCheckFailedException":
                     raise
 
     def list_client_grant_ids(self, client_id: str) -> list[str]:
