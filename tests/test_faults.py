@@ -26,6 +26,7 @@ from chalicelib.store.records import ClientSecret
 from tests.token_helpers import (
     CH,
     FORM,
+    V,
     assert_error,
     basic,
     body,
@@ -491,3 +492,62 @@ def test_f18_a_throttling_storm_leaves_no_half_issued_state(http, world, aws):
             assert world.store.get_grant(data["client_id"], data["grant_id"]) is not None, item
             checked += 1
     assert checked >= len(issued)
+
+
+# -- F-19: secrets in logs ---------------------------------------------------------------------------
+
+def test_f19_no_secret_reaches_any_log_during_a_full_flow(http, world, aws, caplog):
+    """Every log record of every logger, at DEBUG (botocore's request and response dumps included)."""
+    from chalicelib.oauth import accounts
+    from chalicelib.store.records import RegistrationTokenRecord
+    from tests.authorize_support import Browser, decide, request_id_of, sign_in
+    from tests.developer_support import Browser as SignedInBrowser
+    from tests.developer_support import created_credentials
+
+    email, password = "f19@example.com", "a password only the user knows"
+    registration_token = "f19-initial-access-token-value"
+    user = accounts.create_user(aws.store, email, password, clock.now())
+    now = clock.now()
+    aws.store.put_registration_token(RegistrationTokenRecord(digest(registration_token), now, now + 3600, "f19"))
+    c1 = world.clients["C1"]
+    caplog.set_level(logging.DEBUG)
+
+    browser = Browser(http)
+    login = browser.get(authorize_path(c1))
+    signed = sign_in(browser, email, password, request_id=request_id_of(login.headers["Location"]))
+    consent = browser.follow(signed)
+    code = location_params(decide(browser, consent, "allow"))["code"]
+    session_id = browser.cookies["clipron_session"]
+    first = tokens_of(exchange(http, c1, code))
+    second = tokens_of(refresh(http, c1, first["refresh_token"]))
+    authorization = basic(c1.client_id, c1.secret)
+    client_auth = {**FORM, **authorization}
+    assert body(http.post("/introspect", body=f"token={second['access_token']}".encode(),
+                          headers=client_auth))["active"] is True
+    revoked = http.post("/revoke", body=f"token={second['refresh_token']}".encode(), headers=client_auth)
+    assert revoked.status_code == 200
+    registered = body(http.post("/register", headers={"Content-Type": "application/json",
+                                                      "Authorization": f"Bearer {registration_token}"},
+                                body=json.dumps({"client_name": "F19", "redirect_uris": ["https://f19.example/cb"]})))
+    developer = SignedInBrowser(http, user.user_id, session_id)
+    created = developer.create_app(name="F19 dashboard app")
+    _, dashboard_secret = created_credentials(created)
+    for path in ("/developer/apps", "/account/apps"):
+        assert developer.get(path).status_code == 200
+
+    secrets = {
+        "code": code, "code_verifier": V, "client secret": c1.secret, "password": password,
+        "session id": session_id, "Authorization header": authorization["Authorization"].split(" ", 1)[1],
+        "registration token": registration_token, "registered secret": registered["client_secret"],
+        "registration access token": registered["registration_access_token"],
+        "dashboard secret": dashboard_secret,
+        **{f"{name} {i}": tokens[name] for i, tokens in enumerate((first, second))
+           for name in ("access_token", "refresh_token")},
+    }
+    records = list(caplog.records)
+    assert not any(b'"Plaintext"' in r.getMessage().encode() for r in records)  # F-13: no KMS data key
+    assert len(records) > 100 and any(r.name.startswith("botocore") for r in records)  # DEBUG was on
+    for record in records:
+        text = record.getMessage() + (record.exc_text or "")
+        for name, secret in secrets.items():
+            assert secret and secret not in text, f"{name} in a {record.name} log record"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from typing import Any, Protocol
 
@@ -17,6 +18,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 class KmsClient(Protocol):
     def generate_data_key(self, **kwargs: Any) -> dict[str, Any]: ...
     def decrypt(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+class _NoPlaintextInLogs(logging.Filter):
+    """botocore logs every response body at DEBUG: for KMS GenerateDataKey and Decrypt that is the data
+    key in the clear, which opens the signing keys. Those bodies are redacted before any handler sees them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if any(b'"Plaintext"' in arg for arg in record.args or () if isinstance(arg, (bytes, bytearray))):
+            record.args = ("<KMS response redacted: it carries a plaintext data key>",)
+        return True
+
+
+logging.getLogger("botocore.parsers").addFilter(_NoPlaintextInLogs())
 
 
 class EnvelopeError(Exception):
