@@ -13,6 +13,9 @@ from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 STAGES = ("local", "dev", "prod")
+# One DynamoDB or KMS call, all attempts included, must end before the Lambda (25 s in .chalice/config.json)
+# and API Gateway (29 s) give up, so a slow dependency is our own 503 rather than a gateway 504.
+AWS_CALL_BUDGET_SECONDS = 24
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -144,9 +147,23 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         values[field_name] = parse(get(variable, default))
     if values["refresh_idle_seconds"] > values["refresh_absolute_seconds"]:  # type: ignore[operator]
         raise ConfigError("REFRESH_IDLE_SECONDS must not exceed REFRESH_ABSOLUTE_SECONDS")
+    connect, read, retries = (values[name] for name in
+                              ("ddb_connect_timeout_seconds", "ddb_read_timeout_seconds", "ddb_max_retries"))
+    worst = worst_aws_call_seconds(connect, read, retries)  # type: ignore[arg-type]
+    if worst > AWS_CALL_BUDGET_SECONDS:
+        raise ConfigError(
+            f"DDB_CONNECT_TIMEOUT_SECONDS, DDB_READ_TIMEOUT_SECONDS and DDB_MAX_RETRIES allow one call to take "
+            f"{worst:g} s; keep it within {AWS_CALL_BUDGET_SECONDS} s (the Lambda and API Gateway time out)"
+        )
     missing = {f.name for f in fields(Settings)} - values.keys()
     assert not missing, missing
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def worst_aws_call_seconds(connect_timeout: float, read_timeout: float, max_retries: int) -> float:
+    """Every attempt timing out, plus botocore's largest standard-mode backoffs (min(2^i, 20) s) between them."""
+    attempts = 1 + max_retries
+    return attempts * (connect_timeout + read_timeout) + sum(min(2**i, 20) for i in range(attempts - 1))
 
 
 @functools.lru_cache(maxsize=1)

@@ -189,18 +189,29 @@ def worst_call_seconds(client) -> float:
 
 
 def test_f12_each_aws_call_gives_up_before_the_lambda_and_api_gateway_time_out(aws):
-    from chalicelib.settings import load_settings
+    from chalicelib.settings import AWS_CALL_BUDGET_SECONDS, load_settings
 
     defaults = load_settings({"AWS_REGION": "us-east-1"})
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     lambda_timeouts = [stage["lambda_timeout"] for stage in config["stages"].values() if "lambda_timeout" in stage]
     assert lambda_timeouts and all(t < API_GATEWAY_LIMIT_SECONDS for t in lambda_timeouts)
+    assert AWS_CALL_BUDGET_SECONDS < min(lambda_timeouts)  # what Settings enforces fits the deployed functions
     for client in (shared_connection().client, aws.kms()):
         config_used = client.meta.config
         assert config_used.connect_timeout == defaults.ddb_connect_timeout_seconds
         assert config_used.read_timeout == defaults.ddb_read_timeout_seconds
         assert config_used.retries["total_max_attempts"] == 1 + defaults.ddb_max_retries
         assert worst_call_seconds(client) < min(lambda_timeouts)
+
+
+@pytest.mark.parametrize("environ", [{"DDB_READ_TIMEOUT_SECONDS": "10", "DDB_MAX_RETRIES": "3"},
+                                     {"DDB_CONNECT_TIMEOUT_SECONDS": "10", "DDB_READ_TIMEOUT_SECONDS": "10"}])
+def test_f12_settings_refuse_timeouts_that_would_outlast_the_lambda(environ):
+    from chalicelib.settings import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="DDB_READ_TIMEOUT_SECONDS"):
+        load_settings({"AWS_REGION": "us-east-1", **environ})
+    load_settings({"AWS_REGION": "us-east-1", "DDB_CONNECT_TIMEOUT_SECONDS": "1", "DDB_READ_TIMEOUT_SECONDS": "5"})
 
 
 def test_f12_retries_are_bounded_and_end_in_a_503(http, world, aws, monkeypatch):
