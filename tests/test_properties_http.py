@@ -203,3 +203,54 @@ def test_z02_token_responses_keep_their_contract(http, world, data):
     assert (response.status_code == 401) is (payload["error"] == "invalid_client"), (response.status_code, payload)
     if response.status_code == 401:
         assert ("WWW-Authenticate" in response.headers) is ("Authorization" in headers)
+
+
+# --- the same contract at POST /register (RFC 7591 §3.2.2; its bearer token answers per RFC 6750 §3.1) ------
+
+INITIAL_TOKEN = "initial-access-token-for-property-tests"
+REGISTER_ERRORS = {"invalid_request", "invalid_token", "invalid_redirect_uri", "invalid_client_metadata"}
+metadata_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=20),
+    st.lists(st.sampled_from(["https://app.example/cb", "http://127.0.0.1/cb", "javascript:x", "", "https://a#b"]),
+             max_size=3),
+    st.lists(st.sampled_from(["authorization_code", "refresh_token", "client_credentials", "password", ""]),
+             max_size=3),
+)
+
+
+@pytest.fixture
+def initial_token(aws):
+    from chalicelib.crypto.secrets import digest
+    from chalicelib.store.records import RegistrationTokenRecord
+
+    now = clock.now()
+    aws.store.put_registration_token(RegistrationTokenRecord(digest(INITIAL_TOKEN), now, now + 86400, "tests"))
+    return INITIAL_TOKEN
+
+
+@HTTP
+@given(
+    st.sampled_from(["valid", "valid", "none", "wrong", "basic", "empty"]),
+    st.dictionaries(st.sampled_from(["client_name", "redirect_uris", "grant_types", "token_endpoint_auth_method",
+                                     "scope", "application_type", "client_secret", "jwks_uri"]),
+                    metadata_values, max_size=5),
+    st.sampled_from(["application/json", "application/json", "application/x-www-form-urlencoded", None]),
+)
+@example("valid", {"client_name": "App", "redirect_uris": ["https://app.example/cb"]}, "application/json")
+@example("wrong", {"client_name": "App", "redirect_uris": ["https://app.example/cb"]}, "application/json")
+def test_z02_register_answers_keep_their_contract(http, initial_token, auth, metadata, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    if auth != "none":
+        headers["Authorization"] = {"valid": f"Bearer {initial_token}", "wrong": "Bearer nope",
+                                    "basic": _basic("a", "b"), "empty": "Bearer "}[auth]
+    response = http.post("/register", headers=headers, body=json.dumps(metadata).encode())
+    assert response.status_code < 500, response.body[:300]
+    assert response.headers["Cache-Control"] == "no-store"
+    payload = json.loads(response.body)
+    assert initial_token not in response.body.decode()
+    if response.status_code == 201:
+        assert auth == "valid" and payload["client_id"] and payload["registration_access_token"]
+        return
+    assert 400 <= response.status_code < 500 and payload["error"] in REGISTER_ERRORS, payload
+    assert (response.status_code == 401) is (payload["error"] == "invalid_token"), (response.status_code, payload)
+    assert (response.status_code == 401) is (auth != "valid"), (auth, payload)
