@@ -467,6 +467,7 @@ def test_f18_a_throttling_storm_leaves_no_half_issued_state(http, world, aws):
     c1 = world.clients["C1"]
     issued: list[dict[str, Any]] = []
     statuses: list[int] = []
+    lost: list[str] = []  # codes whose exchange committed but whose answer was lost
     try:
         for _ in range(8):
             code = world.issue_code(c1)
@@ -476,6 +477,7 @@ def test_f18_a_throttling_storm_leaves_no_half_issued_state(http, world, aws):
             wins = [body(r) for r in answers if r.status_code == 200]
             assert len(wins) <= 1  # at most one success per code
             if not wins:
+                lost += [code] if answers[-1].status_code == 400 else []
                 continue
             issued.append(wins[0])
             with storm.blowing():
@@ -503,6 +505,10 @@ def test_f18_a_throttling_storm_leaves_no_half_issued_state(http, world, aws):
             assert world.store.get_grant(data["client_id"], data["grant_id"]) is not None, item
             checked += 1
     assert checked >= len(issued)
+    for code in lost:  # the retry of a committed exchange found the code used: its grant is revoked
+        record = world.store.get_code(digest(code))
+        assert record.used_at is not None
+        assert world.store.get_grant(c1.client_id, record.grant_id).revoked_at is not None
 
 
 # -- F-19: secrets in logs ---------------------------------------------------------------------------
