@@ -365,6 +365,19 @@ def test_f21_a_disabled_client_cannot_start_authorization_on_a_warm_instance_aft
     assert_error_page(http.get(authorize_path(c1)), 400)
 
 
+def test_f21_a_key_rotated_by_another_instance_verifies_on_a_warm_one(http, world, aws):
+    """The warm instance caches the key ring for KEY_CACHE_SECONDS: rotation promotes the key it already
+    published as `next`, so tokens signed elsewhere after a rotation verify here at once."""
+    c1 = world.clients["C1"]
+    old = tokens_of(exchange(http, c1, world.issue_code(c1)))  # the warm instance has loaded its ring
+    other = wiring.build(aws.settings)  # another Lambda instance
+    other.keyring.rotate()
+    issued = other.access_tokens.issue(sub=world.user_id, client_id=c1.client_id, scope="read:analysis",
+                                       audience=aws.settings.api_audience, grant_id=None)
+    for token in (issued.token, old["access_token"]):  # the new current key, and the retired one
+        assert http.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
 # -- F-22: unexpected exceptions ---------------------------------------------------------------------
 
 def _boom(*_: Any, **__: Any) -> Any:
