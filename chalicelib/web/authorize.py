@@ -23,7 +23,7 @@ from chalicelib.oauth.authorize import (
     UntrustedRequest,
     describe_scopes,
 )
-from chalicelib.oauth.sessions import csrf_token, csrf_valid
+from chalicelib.oauth.sessions import csrf_token
 from chalicelib.store.records import SessionRecord
 from chalicelib.web.common import (
     ANY_BODY,
@@ -31,13 +31,20 @@ from chalicelib.web.common import (
     PAGE_HEADERS,
     error_page,
     form_pairs,
-    form_parameters,
     page,
     page_guarded,
     query_pairs,
     query_parameters,
 )
-from chalicelib.web.cookies import PRE_SESSION, SESSION, clear_cookie, read_cookie, same_origin, set_cookie
+from chalicelib.web.cookies import (
+    PRE_SESSION,
+    SESSION,
+    checked_form,
+    clear_cookie,
+    current_session,
+    read_cookie,
+    set_cookie,
+)
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
@@ -63,8 +70,7 @@ def _flow() -> AuthorizationFlow:
 
 def _session() -> tuple[str | None, SessionRecord | None]:
     svc = services()
-    session_id = read_cookie(bp.current_request, SESSION, svc.settings)
-    return session_id, svc.sessions.resolve(session_id)
+    return current_session(bp.current_request, svc.sessions, svc.settings)
 
 
 def _redirect(location: str, status: int, cookies: list[str] | None = None) -> Response:
@@ -173,11 +179,10 @@ def login_submit() -> Response:
     svc = services()
     settings = svc.settings
     request = bp.current_request
-    form = form_parameters(request)
     pre_session = read_cookie(request, PRE_SESSION, settings)
-    if not same_origin(request, settings) or not csrf_valid(pre_session, "login", form.get("csrf_token")):
+    form = checked_form(request, settings, pre_session, "login")
+    if form is None or pre_session is None:
         return _forbidden()
-    assert pre_session is not None
     request_id = form.get("request") or None
     try:
         user = accounts.authenticate(
@@ -217,10 +222,9 @@ def _signed_in_page(session_id: str, cookies: list[str]) -> Response:
 def logout() -> Response:
     svc = services()
     request = bp.current_request
-    form = form_parameters(request)
     session_id = read_cookie(request, SESSION, svc.settings)
     if session_id is not None:
-        if not same_origin(request, svc.settings) or not csrf_valid(session_id, "logout", form.get("csrf_token")):
+        if checked_form(request, svc.settings, session_id, "logout") is None:
             return _forbidden()
         svc.sessions.end(session_id)
     return page(
@@ -271,14 +275,12 @@ def consent_form() -> Response:
 @bp.route("/consent", methods=["POST"], content_types=ANY_BODY)
 @page_guarded
 def consent_submit() -> Response:
-    settings = services().settings
-    request = bp.current_request
-    form = form_parameters(request)
-    request_id = form.get("request") or ""
     session_id, session = _session()
-    token_ok = session_id is not None and csrf_valid(session_id, _consent_purpose(request_id), form.get("csrf_token"))
-    if session is None or not token_ok or not same_origin(request, settings):
+    form = checked_form(bp.current_request, services().settings, session_id,
+                        lambda submitted: _consent_purpose(submitted.get("request") or ""))
+    if session is None or form is None:
         return _forbidden()
+    request_id = form.get("request") or ""
     decision = form.get("decision")
     if decision not in ("allow", "deny"):
         return error_page("Something is wrong with this request", "Choose Allow or Deny.")

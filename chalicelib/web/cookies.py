@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from http.cookies import CookieError, SimpleCookie
+from typing import Callable
 from urllib.parse import urlsplit
 
 from chalice.app import Request
 
+from chalicelib.oauth.sessions import Sessions, csrf_valid
 from chalicelib.settings import Settings
+from chalicelib.store.records import SessionRecord
+from chalicelib.web.common import form_parameters
 
 SESSION = "clipron_session"
 PRE_SESSION = "clipron_pre"  # login CSRF: a random value before anyone has logged in
@@ -57,3 +61,24 @@ def same_origin(request: Request, settings: Settings) -> bool:
         return True
     issuer = urlsplit(settings.issuer)
     return origin == f"{issuer.scheme}://{issuer.netloc}"
+
+
+def current_session(
+    request: Request, sessions: Sessions, settings: Settings
+) -> tuple[str | None, SessionRecord | None]:
+    """The browser's session id (from its cookie) and its live session record, if any."""
+    session_id = read_cookie(request, SESSION, settings)
+    return session_id, sessions.resolve(session_id)
+
+
+def checked_form(
+    request: Request, settings: Settings, secret_id: str | None, purpose: str | Callable[[dict[str, str]], str]
+) -> dict[str, str] | None:
+    """The POSTed form when it is same-origin and carries the CSRF token bound to `secret_id` (the
+    (pre-)session id) and `purpose` (a string, or derived from the form, e.g. a parked request id);
+    None when either check fails."""
+    if not same_origin(request, settings):
+        return None
+    form = form_parameters(request)
+    expected = purpose(form) if callable(purpose) else purpose
+    return form if csrf_valid(secret_id, expected, form.get("csrf_token")) else None

@@ -18,18 +18,18 @@ from chalicelib import clock
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.developer import APP_TYPE_LABELS, AppForm, AppNotFound, Developer, redirect_uri_lines
 from chalicelib.oauth.errors import OAuthError
-from chalicelib.oauth.sessions import csrf_token, csrf_valid
+from chalicelib.oauth.sessions import csrf_token
 from chalicelib.store.records import ClientRecord
 from chalicelib.web.common import (
     ANY_BODY,
     NO_STORE,
     error_page,
-    form_parameters,
     page,
     page_guarded,
     query_parameters,
 )
-from chalicelib.web.cookies import SESSION, read_cookie, same_origin
+from chalicelib.web.cookies import checked_form as verified_form
+from chalicelib.web.cookies import current_session
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
@@ -49,8 +49,7 @@ def developer() -> Developer:
 def signed_in(request: Request) -> tuple[str, str] | None:
     """(session id, user id) of the browser's live session, if any."""
     s = services()
-    session_id = read_cookie(request, SESSION, s.settings)
-    session = s.sessions.resolve(session_id)
+    session_id, session = current_session(request, s.sessions, s.settings)
     return (session_id, session.user_id) if session is not None and session_id else None
 
 
@@ -60,10 +59,8 @@ def redirect(path: str) -> Response:
 
 def checked_form(request: Request, session_id: str, purpose: str) -> dict[str, str]:
     """The POSTed form once it is same-origin and carries this action's CSRF token; Forbidden otherwise."""
-    if not same_origin(request, services().settings):
-        raise Forbidden("cross-site request refused")
-    form = form_parameters(request)
-    if not csrf_valid(session_id, purpose, form.get("csrf_token")):
+    form = verified_form(request, services().settings, session_id, purpose)
+    if form is None:
         raise Forbidden("the form has expired or was not sent from this site; reload the page and try again")
     return form
 
