@@ -18,7 +18,7 @@ from chalicelib.api import service
 from chalicelib.oauth.resource import METADATA_PATH, ResourceGuard, protected_resource_metadata
 from chalicelib.oauth.tokens import AccessTokenClaims
 from chalicelib.store.api_store import ApiStore
-from chalicelib.web.common import ANY_BODY, guarded, json_response
+from chalicelib.web.common import ANY_BODY, guarded, json_body, json_response
 from chalicelib.web.wellknown import PUBLIC
 from chalicelib.wiring import services
 
@@ -59,8 +59,7 @@ def analyses(claims: AccessTokenClaims) -> Response:
 def create_project(claims: AccessTokenClaims) -> Response:
     request = bp.current_request
     try:
-        payload = service.json_object(request.headers.get("content-type"), request.raw_body)
-        project = service.create_project(ApiStore(), claims.sub, payload, clock.now())
+        project = service.create_project(ApiStore(), claims.sub, json_body(request), clock.now())
     except service.InvalidInput as error:
         return json_response(error.body(), 400)
     return json_response(project, 201)

@@ -98,6 +98,50 @@ def form_pairs(request: Request) -> list[tuple[str, str]]:
     return pairs
 
 
+def json_body(request: Request, malformed: type[OAuthError] = InvalidRequest) -> Any:
+    """A JSON body, strictly: application/json, UTF-8, bounded, no member named twice.
+
+    `malformed` is the error for a body that is not such JSON (RFC 7591 wants invalid_client_metadata).
+    """
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise InvalidRequest("the request body must be application/json")
+    raw = request.raw_body or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest("the request body is too large", status=413)
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({name for name, _ in pairs}) != len(pairs):
+            raise malformed("a member of the JSON body appears twice")
+        return dict(pairs)
+
+    try:
+        return json.loads(raw.decode("utf-8", errors="strict"), object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, ValueError):
+        raise malformed("the request body is not valid JSON") from None
+
+
+def client_request(request: Request) -> tuple[dict[str, str], str | None]:
+    """A client's back-channel POST (token, revocation, introspection): the form and the one
+    Authorization header. Parameters come from the body only: credentials never travel in the URL."""
+    if request.query_params:
+        raise InvalidRequest("parameters must be sent in the form body, not the URL")
+    return form_parameters(request), single_header(request, "authorization")
+
+
+def single_header(request: Request, name: str) -> str | None:
+    """A header's value, refusing a header sent twice (API Gateway would silently keep the last one)."""
+    multi = (request.to_original_event() or {}).get("multiValueHeaders") or {}
+    values = [v for key, vs in multi.items() if key.lower() == name for v in (vs or [])]
+    if len(values) > 1:
+        raise InvalidRequest(f"the {name} header was sent more than once")
+    return request.headers.get(name)
+
+
+def method_not_allowed(description: str, allow: str = "POST") -> Response:
+    return json_response({"error": "invalid_request", "error_description": description}, 405, {"Allow": allow})
+
+
 def query_parameters(request: Request) -> dict[str, str]:
     """Query parameters with duplicates refused (Chalice's MultiDict[...] would return the last)."""
     return unique_parameters(query_pairs(request))

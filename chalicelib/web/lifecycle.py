@@ -10,20 +10,18 @@ from chalicelib.oauth.errors import InvalidRequest
 from chalicelib.oauth.introspection import Introspector
 from chalicelib.oauth.revocation import Revoker
 from chalicelib.store.records import ClientRecord
-from chalicelib.web.common import ANY_BODY, NO_STORE, form_parameters, guarded, json_response
+from chalicelib.web.common import ANY_BODY, NO_STORE, client_request, guarded, json_response, method_not_allowed
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
 OTHER_METHODS = ["GET", "PUT", "DELETE", "PATCH"]
 
 
-def _authenticated(form: dict[str, str]) -> ClientRecord:
-    request = bp.current_request
-    if request.query_params:  # credentials and tokens never travel in the URL
-        raise InvalidRequest("parameters must be sent in the form body, not the URL")
+def _authenticated() -> tuple[ClientRecord, dict[str, str]]:
+    form, authorization = client_request(bp.current_request)
     s = services()
-    credentials = client_credentials(request.headers.get("authorization"), form)
-    return authenticate(s.clients, credentials, clock.now(), s.settings.client_auth_max_failures)
+    credentials = client_credentials(authorization, form)
+    return authenticate(s.clients, credentials, clock.now(), s.settings.client_auth_max_failures), form
 
 
 def _token(form: dict[str, str]) -> str:
@@ -36,8 +34,7 @@ def _token(form: dict[str, str]) -> str:
 @bp.route("/revoke", methods=["POST"], content_types=ANY_BODY)
 @guarded
 def revoke() -> Response:
-    form = form_parameters(bp.current_request)
-    client = _authenticated(form)
+    client, form = _authenticated()
     s = services()
     Revoker(s.store, s.access_tokens, s.settings.api_audience, clock.now).revoke(client, _token(form))
     return Response(body="", status_code=200, headers={**NO_STORE, "Content-Type": "text/plain"})
@@ -46,25 +43,19 @@ def revoke() -> Response:
 @bp.route("/introspect", methods=["POST"], content_types=ANY_BODY)
 @guarded
 def introspect() -> Response:
-    form = form_parameters(bp.current_request)
-    client = _authenticated(form)
+    client, form = _authenticated()
     s = services()
     introspector = Introspector(s.store, s.access_tokens, s.settings.api_audience, clock.now)
     return json_response(introspector.introspect(client, _token(form)))
 
 
-def _post_only(name: str) -> Response:
-    body = {"error": "invalid_request", "error_description": f"the {name} endpoint accepts POST only"}
-    return json_response(body, 405, {"Allow": "POST"})
-
-
 @bp.route("/revoke", methods=OTHER_METHODS, content_types=ANY_BODY)
 @guarded
 def revoke_wrong_method() -> Response:
-    return _post_only("revocation")
+    return method_not_allowed("the revocation endpoint accepts POST only")
 
 
 @bp.route("/introspect", methods=OTHER_METHODS, content_types=ANY_BODY)
 @guarded
 def introspect_wrong_method() -> Response:
-    return _post_only("introspection")
+    return method_not_allowed("the introspection endpoint accepts POST only")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from chalice import Blueprint, Response
 from chalice.app import Request
 
+from chalicelib import clock
 from chalicelib.oauth.dynamic_registration import Registrar
-from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRequest
-from chalicelib.web.common import ANY_BODY, MAX_BODY_BYTES, NO_STORE, guarded, json_response
+from chalicelib.oauth.errors import InvalidClientMetadata
+from chalicelib.web.common import ANY_BODY, NO_STORE, guarded, json_body, json_response, method_not_allowed
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
@@ -18,28 +16,7 @@ bp = Blueprint(__name__)
 
 def registrar() -> Registrar:
     s = services()
-    return Registrar(s.store, s.clients, s.store.clock, s.settings.url)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    names = [name for name, _ in pairs]
-    if len(names) != len(set(names)):
-        raise InvalidClientMetadata("a metadata field appears twice")
-    return dict(pairs)
-
-
-def json_body(request: Request) -> Any:
-    """The JSON body, strictly: application/json, UTF-8, bounded, no member named twice."""
-    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise InvalidRequest("the request body must be application/json")
-    raw = request.raw_body or b""
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidRequest("the request body is too large", status=413)
-    try:
-        return json.loads(raw.decode("utf-8", errors="strict"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidClientMetadata("the request body is not valid JSON") from None
+    return Registrar(s.store, s.clients, clock.now, s.settings.url)
 
 
 def _authorization(request: Request) -> str | None:
@@ -52,7 +29,7 @@ def register() -> Response:
     request = bp.current_request
     registration = registrar()
     registration.authorise_registration(_authorization(request))
-    return json_response(registration.register(json_body(request)), status=201)
+    return json_response(registration.register(json_body(request, InvalidClientMetadata)), status=201)
 
 
 @bp.route("/register/{client_id}", methods=["GET"])
@@ -68,7 +45,7 @@ def update_registration(client_id: str) -> Response:
     request = bp.current_request
     registration = registrar()
     client = registration.managed_client(_authorization(request), client_id)  # 401 before reading the body
-    return json_response(registration.update(client, json_body(request)))
+    return json_response(registration.update(client, json_body(request, InvalidClientMetadata)))
 
 
 @bp.route("/register/{client_id}", methods=["DELETE"])
@@ -82,12 +59,10 @@ def delete_registration(client_id: str) -> Response:
 @bp.route("/register", methods=["GET", "PUT", "DELETE", "PATCH"], content_types=ANY_BODY)
 @guarded
 def register_wrong_method() -> Response:
-    body = {"error": "invalid_request", "error_description": "register a client with POST"}
-    return json_response(body, 405, {"Allow": "POST"})
+    return method_not_allowed("register a client with POST")
 
 
 @bp.route("/register/{client_id}", methods=["POST", "PATCH"], content_types=ANY_BODY)
 @guarded
 def registration_wrong_method(client_id: str) -> Response:
-    body = {"error": "invalid_request", "error_description": "use GET, PUT or DELETE on a registration"}
-    return json_response(body, 405, {"Allow": "GET, PUT, DELETE"})
+    return method_not_allowed("use GET, PUT or DELETE on a registration", "GET, PUT, DELETE")

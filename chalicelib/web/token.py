@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from chalice import Blueprint, Response
-from chalice.app import Request
 
 from chalicelib import clock
-from chalicelib.oauth.errors import InvalidRequest
 from chalicelib.oauth.grants import TokenEndpoint
-from chalicelib.web.common import form_parameters, guarded, json_response
+from chalicelib.web.common import client_request, guarded, json_response, method_not_allowed
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
@@ -22,27 +20,14 @@ def endpoint() -> TokenEndpoint:
     return TokenEndpoint(s.store, s.clients, s.access_tokens, s.settings, clock.now)
 
 
-def single_header(request: Request, name: str) -> str | None:
-    """A header's value, refusing a header sent twice (API Gateway would silently keep the last one)."""
-    multi = (request.to_original_event() or {}).get("multiValueHeaders") or {}
-    values = [v for key, vs in multi.items() if key.lower() == name for v in (vs or [])]
-    if len(values) > 1:
-        raise InvalidRequest(f"the {name} header was sent more than once")
-    return request.headers.get(name)
-
-
 @bp.route("/token", methods=["POST"], content_types=EVERY_CONTENT_TYPE)
 @guarded
 def token() -> Response:
-    request = bp.current_request
-    if request.query_params:  # RFC 6749 §3.2: the body only; secrets never travel in the URL
-        raise InvalidRequest("token request parameters must be sent in the form body, not the URL")
-    form = form_parameters(request)
-    return json_response(endpoint().handle(form, single_header(request, "authorization")))
+    form, authorization = client_request(bp.current_request)
+    return json_response(endpoint().handle(form, authorization))
 
 
 @bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"], content_types=EVERY_CONTENT_TYPE)
 @guarded
 def token_wrong_method() -> Response:
-    body = {"error": "invalid_request", "error_description": "the token endpoint accepts POST only"}
-    return json_response(body, 405, {"Allow": "POST"})
+    return method_not_allowed("the token endpoint accepts POST only")
