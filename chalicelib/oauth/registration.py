@@ -20,7 +20,6 @@ APP_TYPES = {
     "native": ("none", ["authorization_code", "refresh_token"]),
     "machine": ("client_secret_basic", ["client_credentials"]),
 }
-LOOPBACK = ("127.0.0.1", "[::1]", "localhost")
 MAX_REDIRECT_URIS = 10
 MAX_URI_LENGTH = 2000
 _PRIVATE_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+$")  # reverse-DNS (RFC 8252 §7.1)
@@ -30,11 +29,6 @@ _PRIVATE_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+$")  # reverse-DN
 class RegisteredClient:
     client: ClientRecord
     client_secret: str | None  # shown once; only its digest is stored
-
-
-def is_loopback_redirect(uri: str) -> bool:
-    parts = urlsplit(uri)
-    return parts.scheme == "http" and parts.netloc.rsplit(":", 1)[0].lower() in LOOPBACK if parts.netloc else False
 
 
 def validate_redirect_uri(uri: str, public_client: bool) -> str:

@@ -30,12 +30,6 @@ def format_scope(scopes: list[str]) -> str:
     return " ".join(sorted(set(scopes)))
 
 
-def check_known(scopes: list[str]) -> None:
-    unknown = [s for s in scopes if s not in CATALOGUE]
-    if unknown:
-        raise InvalidScope(f"unknown scope {unknown[0]}")
-
-
 def resolve(requested: str | None, allowed: list[str]) -> list[str]:
     """The requested scopes if all are allowed; the client's allowed scopes when none are requested."""
     scopes = parse_scope(requested)

@@ -227,6 +227,12 @@ class DynamoStore:
     def _client_item(client: ClientRecord) -> Item:
         return _item("client", f"client#{client.client_id}", "client", client)
 
+    @staticmethod
+    def _owned_app_item(client: ClientRecord) -> Item:
+        """The owner's index item, so Developer Settings lists a user's apps with one Query."""
+        owned = OwnedApp(client.owner_id or "", client.client_id, client.name, client.created_at)
+        return _item("app", f"user#{client.owner_id}", f"app#{client.client_id}", owned)
+
     def get_client(self, client_id: str) -> ClientRecord | None:
         return _client_record(self._get(f"client#{client_id}", "client"))
 
@@ -235,16 +241,14 @@ class DynamoStore:
         with _translated(AlreadyExists), TransactWrite(connection=shared_connection()) as transaction:
             transaction.save(self._client_item(client), condition=Item.pk.does_not_exist())
             if client.owner_id:
-                owned = OwnedApp(client.owner_id, client.client_id, client.name, client.created_at)
-                transaction.save(_item("app", f"user#{client.owner_id}", f"app#{client.client_id}", owned))
+                transaction.save(self._owned_app_item(client))
 
     def save_client(self, client: ClientRecord) -> None:
         """Replace an existing client (it must still exist: a deleted app is not brought back)."""
         with _translated():
             self._client_item(client).save(condition=Item.pk.exists())
             if client.owner_id:
-                owned = OwnedApp(client.owner_id, client.client_id, client.name, client.created_at)
-                _item("app", f"user#{client.owner_id}", f"app#{client.client_id}", owned).save()
+                self._owned_app_item(client).save()
 
     def update_client(
         self, client_id: str, change: Callable[[ClientRecord], None], attempts: int = 3
@@ -264,8 +268,7 @@ class DynamoStore:
             except ConditionFailed:
                 continue
             if client.owner_id:
-                owned = OwnedApp(client.owner_id, client.client_id, client.name, client.created_at)
-                self._put(_item("app", f"user#{client.owner_id}", f"app#{client.client_id}", owned))
+                self._put(self._owned_app_item(client))
             return client
         raise ConditionFailed("the client changed on every attempt")
 
