@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 
 from chalicelib.oauth import registration
 from chalicelib.oauth import scopes as scope_rules
+from chalicelib.oauth.clients import MAX_CLIENT_ID
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, TemporarilyUnavailable
 from chalicelib.store.records import ClientRecord, ConditionFailed, ConsentRecord, GrantRecord, OwnedApp
 
@@ -21,7 +22,6 @@ APP_TYPE_LABELS = {
     "native": "Single-page or native app (public client, PKCE, no secret)",
     "machine": "Machine to machine (client credentials, no user)",
 }
-MAX_CLIENT_ID = 128
 
 
 class AppNotFound(Exception):
@@ -36,8 +36,7 @@ class DeveloperStore(Protocol):
     ) -> ClientRecord | None: ...
     def delete_client(self, client: ClientRecord) -> None: ...
     def list_owned_apps(self, owner_id: str) -> list[OwnedApp]: ...
-    def list_client_grant_ids(self, client_id: str) -> list[str]: ...
-    def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None: ...
+    def list_client_grants(self, client_id: str) -> list[GrantRecord]: ...
     def revoke_grant(self, client_id: str, grant_id: str) -> None: ...
     def list_consents(self, user_id: str) -> list[ConsentRecord]: ...
     def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None: ...
@@ -99,13 +98,10 @@ def delete_application(store: DeveloperStore, cache: ClientCache, client: Client
     """Revoke every grant the client holds (its refresh tokens and access tokens die with them), forget
     the users' consents to it, then delete it. Grants go first: a failure half-way leaves the client in
     place for a retry, never a live token of a deleted client."""
-    users: set[str] = set()
-    for grant_id in store.list_client_grant_ids(client.client_id):
-        store.revoke_grant(client.client_id, grant_id)
-        grant = store.get_grant(client.client_id, grant_id)
-        if grant is not None:
-            users.add(grant.user_id)
-    for user_id in users:
+    grants = store.list_client_grants(client.client_id)  # one Query; no re-read per grant
+    for grant in grants:
+        store.revoke_grant(client.client_id, grant.grant_id)
+    for user_id in {grant.user_id for grant in grants}:
         store.delete_consent(user_id, client.client_id)
     store.delete_client(client)
     cache.forget(client.client_id)

@@ -12,7 +12,8 @@ from typing import Any, Callable, Protocol
 
 from chalicelib.crypto.secrets import digest, digests_equal, new_token, secret_matches
 from chalicelib.oauth import registration
-from chalicelib.oauth.developer import MAX_CLIENT_ID, ClientCache, DeveloperStore, delete_application
+from chalicelib.oauth.clients import MAX_CLIENT_ID
+from chalicelib.oauth.developer import ClientCache, DeveloperStore, delete_application
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken, TemporarilyUnavailable
 from chalicelib.store.records import ClientRecord, ConditionFailed, RegistrationTokenRecord
 

@@ -398,8 +398,12 @@ class DynamoStore:
                 if error_code(error) != "ConditionalCheckFailedException":
                     raise
 
+    def list_client_grants(self, client_id: str) -> list[GrantRecord]:
+        """Every grant of a client, revoked or expired ones included (one consistent Query)."""
+        return [r for r in (_record(GrantRecord, i) for i in self._query(f"client#{client_id}", "grant#")) if r]
+
     def list_client_grant_ids(self, client_id: str) -> list[str]:
-        return [item.sk.removeprefix("grant#") for item in self._query(f"client#{client_id}", "grant#")]
+        return [grant.grant_id for grant in self.list_client_grants(client_id)]
 
     # -- refresh tokens --
     @staticmethod
