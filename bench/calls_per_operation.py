@@ -42,8 +42,8 @@ from moto import mock_aws  # noqa: E402
 
 from chalicelib import clock, wiring  # noqa: E402
 from chalicelib.crypto.secrets import digest, new_id, new_token  # noqa: E402
+from chalicelib.records import ClientRecord, ClientSecret, CodeRecord, UserRecord  # noqa: E402
 from chalicelib.store.dynamo import shared_connection  # noqa: E402
-from chalicelib.store.records import ClientRecord, ClientSecret, CodeRecord, UserRecord  # noqa: E402
 
 V = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 CH = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"

@@ -21,8 +21,8 @@ from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import accounts, registration
 from chalicelib.oauth.errors import OAuthError
+from chalicelib.records import AlreadyExists, ClientSecret, RegistrationTokenRecord, StoreUnavailable
 from chalicelib.settings import STAGES, ConfigError, load_settings
-from chalicelib.store.records import AlreadyExists, ClientSecret, RegistrationTokenRecord, StoreUnavailable
 
 CONFIG_FILE = Path(__file__).resolve().parent.parent / ".chalice" / "config.json"
 

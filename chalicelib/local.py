@@ -22,9 +22,9 @@ from chalicelib.api.service import seed_demo_analyses
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import accounts, registration
 from chalicelib.provision import provision
+from chalicelib.records import ClientSecret, RegistrationTokenRecord
 from chalicelib.settings import load_settings
 from chalicelib.store.api_store import ApiStore
-from chalicelib.store.records import ClientSecret, RegistrationTokenRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = {

@@ -6,7 +6,7 @@ import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from chalicelib.crypto.secrets import digest
-from chalicelib.store.records import ClientRecord, ClientSecret
+from chalicelib.records import ClientRecord, ClientSecret
 
 ISS = "http://127.0.0.1:8000"
 # RFC 7636 Appendix B

@@ -26,7 +26,7 @@ import requests
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_id, new_token
 from chalicelib.oauth import accounts
-from chalicelib.store.records import CodeRecord, GrantRecord, RefreshTokenRecord, UserRecord
+from chalicelib.records import CodeRecord, GrantRecord, RefreshTokenRecord, UserRecord
 
 ISS = "http://127.0.0.1:8000"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_id, new_token
-from chalicelib.store.records import (
+from chalicelib.records import (
     AlreadyExists,
     ClientRecord,
     ClientSecret,

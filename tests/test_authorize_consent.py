@@ -7,8 +7,8 @@ import pytest
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import accounts
+from chalicelib.records import ClientRecord
 from chalicelib.store.dynamo import Item, shared_connection
-from chalicelib.store.records import ClientRecord
 from tests.authorize_support import (
     C1_URI,
     EMAIL,

@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.oauth import accounts
-from chalicelib.store.records import StoreUnavailable
+from chalicelib.records import StoreUnavailable
 from tests.authorize_support import (
     C1_URI,
     CH,

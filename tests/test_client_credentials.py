@@ -9,7 +9,7 @@ import pytest
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.tokens import CLIENT_SUBJECT_PREFIX
-from chalicelib.store.records import ClientRecord, ClientSecret, UserRecord
+from chalicelib.records import ClientRecord, ClientSecret, UserRecord
 from tests.token_helpers import FORM, assert_error, aws_calls, basic, make_world, post_token, tokens_of
 
 

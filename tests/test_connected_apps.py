@@ -11,7 +11,7 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
-from chalicelib.store.records import ClientRecord, ClientSecret
+from chalicelib.records import ClientRecord, ClientSecret
 from tests.developer_support import FORM, ISS, issue_grant, sign_in
 
 SECRET = "connected-secret"
@@ -139,7 +139,7 @@ def test_apps_deleted_by_their_developer_disappear(aws, user):
 def test_a_code_issued_before_revoking_access_cannot_be_exchanged_after(aws, http, user):
     """The redemption is conditioned on the consent still standing: no grant Connected apps cannot list."""
     from chalicelib.crypto.secrets import new_id, new_token
-    from chalicelib.store.records import CodeRecord
+    from chalicelib.records import CodeRecord
 
     issue_grant(aws, "app_one", user.user_id)
     code, now = new_token(), clock.now()

@@ -12,7 +12,7 @@ import pytest
 from chalicelib import clock, jobs
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.provision import POLICY_FILES
-from chalicelib.store.records import (
+from chalicelib.records import (
     AuthorizationRequestRecord,
     ClientRecord,
     ClientSecret,

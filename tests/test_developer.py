@@ -13,7 +13,7 @@ from chalicelib import clock
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import clients as client_auth
 from chalicelib.oauth.errors import InvalidClient
-from chalicelib.store.records import ClientRecord, ClientSecret
+from chalicelib.records import ClientRecord, ClientSecret
 from tests.developer_support import FORM, ISS, created_credentials, issue_grant, sign_in, table_dump
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
@@ -391,7 +391,7 @@ def test_pages_are_keyboard_usable_and_labelled(dev):
 
 
 def test_storage_failure_is_an_error_page_not_a_trace(aws, dev, monkeypatch):
-    from chalicelib.store.records import StoreUnavailable
+    from chalicelib.records import StoreUnavailable
 
     def unavailable(*args, **kwargs):
         raise StoreUnavailable("timeout")
@@ -471,7 +471,7 @@ def test_an_edit_racing_a_rotation_loses_neither(aws, dev, monkeypatch):
 
 
 def test_update_client_gives_up_when_the_client_never_settles(aws, dev, monkeypatch):
-    from chalicelib.store.records import ConditionFailed
+    from chalicelib.records import ConditionFailed
 
     client_id, _ = created_credentials(dev.create_app("Busy"))
     store = aws.store
@@ -489,7 +489,7 @@ def test_update_client_gives_up_when_the_client_never_settles(aws, dev, monkeypa
 
 
 def test_a_client_that_never_settles_gives_a_clear_page_not_a_500(aws, dev, monkeypatch):
-    from chalicelib.store.records import ConditionFailed
+    from chalicelib.records import ConditionFailed
 
     client_id, secret = created_credentials(dev.create_app("Contended"))
 

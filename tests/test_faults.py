@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from chalicelib import clock, wiring
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.tokens import LEEWAY_SECONDS
+from chalicelib.records import ClientSecret
 from chalicelib.store.dynamo import shared_connection
-from chalicelib.store.records import ClientSecret
 from tests.token_helpers import (
     CH,
     FORM,
@@ -529,7 +529,7 @@ def test_f18_a_throttling_storm_leaves_no_half_issued_state(http, world, aws):
 def test_f19_no_secret_reaches_any_log_during_a_full_flow(http, world, aws, caplog):
     """Every log record of every logger, at DEBUG (botocore's request and response dumps included)."""
     from chalicelib.oauth import accounts
-    from chalicelib.store.records import RegistrationTokenRecord
+    from chalicelib.records import RegistrationTokenRecord
     from tests.authorize_support import Browser, decide, request_id_of, sign_in
     from tests.developer_support import Browser as SignedInBrowser
     from tests.developer_support import created_credentials

@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_token
-from chalicelib.store.records import CodeRecord, RefreshTokenRecord
+from chalicelib.records import CodeRecord, RefreshTokenRecord
 from tests.lifecycle_helpers import SECRET, basic, client_token, introspect, mint, post_form, revoke
 from tests.token_helpers import freeze_clock
 
@@ -168,7 +168,7 @@ def test_client_credentials_tokens_are_active_until_exp(clients, http):
 
 
 def test_store_failure_is_a_503_never_an_answer(clients, http, monkeypatch):
-    from chalicelib.store.records import StoreUnavailable
+    from chalicelib.records import StoreUnavailable
 
     minted = mint(clients, "c1")
 

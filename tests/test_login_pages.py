@@ -211,7 +211,7 @@ def test_logout_ends_the_session_and_clears_the_cookie(http, aws, user):
 
 
 def test_login_page_failure_is_an_error_page_not_a_trace(http, aws, user, monkeypatch):
-    from chalicelib.store.records import StoreUnavailable
+    from chalicelib.records import StoreUnavailable
 
     def broken(*args, **kwargs):
         raise StoreUnavailable("timeout")

@@ -221,7 +221,7 @@ metadata_values = st.one_of(
 @pytest.fixture
 def initial_token(aws):
     from chalicelib.crypto.secrets import digest
-    from chalicelib.store.records import RegistrationTokenRecord
+    from chalicelib.records import RegistrationTokenRecord
 
     now = clock.now()
     aws.store.put_registration_token(RegistrationTokenRecord(digest(INITIAL_TOKEN), now, now + 86400, "tests"))

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from chalicelib.oauth import pkce
 from chalicelib.oauth.clients import client_credentials, match_redirect_uri
 from chalicelib.oauth.errors import InvalidClient, InvalidRequest
-from chalicelib.store.records import ClientRecord
+from chalicelib.records import ClientRecord
 from chalicelib.web.common import FORM, MAX_VALUE_LENGTH, form_pairs, form_parameters
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

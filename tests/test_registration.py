@@ -11,7 +11,7 @@ from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import clients as client_auth
 from chalicelib.oauth import registration
 from chalicelib.oauth.errors import InvalidRedirectUri
-from chalicelib.store.records import RegistrationTokenRecord
+from chalicelib.records import RegistrationTokenRecord
 from tests.developer_support import ISS, issue_grant, plain_user, table_dump
 
 TOKEN = "initial-access-token-for-tests"
@@ -368,7 +368,7 @@ def test_wrong_methods_get_a_json_405(reg):
 
 
 def test_storage_failure_is_a_json_503_and_registers_nothing(aws, reg, monkeypatch):
-    from chalicelib.store.records import StoreUnavailable
+    from chalicelib.records import StoreUnavailable
 
     def unavailable(*args, **kwargs):
         raise StoreUnavailable("ProvisionedThroughputExceededException")

@@ -11,8 +11,8 @@ from botocore.exceptions import ClientError
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth.revocation import Revoker
+from chalicelib.records import CodeRecord, ConditionFailed, RefreshTokenRecord
 from chalicelib.store.dynamo import shared_connection
-from chalicelib.store.records import CodeRecord, ConditionFailed, RefreshTokenRecord
 from tests.lifecycle_helpers import (
     basic,
     client_token,

@@ -4,7 +4,7 @@ import boto3
 import pytest
 
 from chalicelib import clock
-from chalicelib.store.records import (
+from chalicelib.records import (
     AuthorizationRequestRecord,
     CodeRecord,
     ConditionFailed,

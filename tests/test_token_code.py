@@ -9,7 +9,7 @@ import pytest
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.errors import OAuthError
-from chalicelib.store.records import UserRecord
+from chalicelib.records import UserRecord
 from tests.token_helpers import (
     CH,
     FORM,

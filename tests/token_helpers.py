@@ -12,7 +12,7 @@ from urllib.parse import quote_plus, urlencode
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_id, new_token
-from chalicelib.store.records import ClientRecord, ClientSecret, CodeRecord, UserRecord
+from chalicelib.records import ClientRecord, ClientSecret, CodeRecord, UserRecord
 
 V = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"  # RFC 7636 App. B
 CH = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"

@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from chalicelib.crypto.secrets import new_id
-from chalicelib.store.records import SigningKeyRecord
+from chalicelib.records import SigningKeyRecord
 
 if TYPE_CHECKING:  # PyJWT and cryptography load on first use: JWKS needs neither (cold start)
     from cryptography.hazmat.primitives.asymmetric import rsa

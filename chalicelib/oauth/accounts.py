@@ -9,7 +9,7 @@ from typing import Protocol
 from chalicelib.crypto.passwords import hash_password, verify_password
 from chalicelib.crypto.secrets import digest, new_id
 from chalicelib.oauth.errors import InvalidRequest
-from chalicelib.store.records import AlreadyExists, UserRecord
+from chalicelib.records import AlreadyExists, UserRecord
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
 MIN_PASSWORD = 8

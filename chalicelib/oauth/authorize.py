@@ -28,7 +28,7 @@ from chalicelib.oauth.errors import (
     UnauthorizedClient,
     UnsupportedResponseType,
 )
-from chalicelib.store.records import (
+from chalicelib.records import (
     AuthorizationRequestRecord,
     ClientRecord,
     CodeRecord,

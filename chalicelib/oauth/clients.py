@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus
 
 from chalicelib.crypto.secrets import digest, digests_equal
 from chalicelib.oauth.errors import InvalidClient, InvalidRequest, TooManyRequests
-from chalicelib.store.records import ClientRecord
+from chalicelib.records import ClientRecord
 
 REALM = 'Basic realm="clipron"'
 MAX_CLIENT_ID = 128

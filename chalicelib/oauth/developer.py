@@ -14,7 +14,7 @@ from chalicelib.oauth import registration
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.clients import MAX_CLIENT_ID
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, TemporarilyUnavailable
-from chalicelib.store.records import ClientRecord, ConditionFailed, ConsentRecord, GrantRecord, OwnedApp
+from chalicelib.records import ClientRecord, ConditionFailed, ConsentRecord, GrantRecord, OwnedApp
 
 # the choices Developer Settings offers, in the order the form shows them
 APP_TYPE_LABELS = {

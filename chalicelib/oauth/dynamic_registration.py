@@ -15,7 +15,7 @@ from chalicelib.oauth import registration
 from chalicelib.oauth.clients import MAX_CLIENT_ID
 from chalicelib.oauth.developer import ClientCache, DeveloperStore, delete_application
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken, TemporarilyUnavailable
-from chalicelib.store.records import ClientRecord, ConditionFailed, RegistrationTokenRecord
+from chalicelib.records import ClientRecord, ConditionFailed, RegistrationTokenRecord
 
 REALM = 'Bearer realm="clipron"'
 MAX_TOKEN_LENGTH = 512

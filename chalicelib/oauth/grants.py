@@ -26,8 +26,7 @@ from chalicelib.oauth.errors import (
 )
 from chalicelib.oauth.scopes import format_scope, parse_scope, resolve
 from chalicelib.oauth.tokens import CLIENT_SUBJECT_PREFIX, AccessTokens
-from chalicelib.settings import Settings
-from chalicelib.store.records import (
+from chalicelib.records import (
     ClientRecord,
     CodeRecord,
     ConditionFailed,
@@ -35,6 +34,7 @@ from chalicelib.store.records import (
     RefreshTokenRecord,
     UserRecord,
 )
+from chalicelib.settings import Settings
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 MAX_TOKEN_PARAMETER = 256  # codes and refresh tokens are 43 characters; longer values never reach the table

@@ -19,8 +19,8 @@ from typing import Any, Callable
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.errors import InvalidClient, InvalidToken
 from chalicelib.oauth.tokens import MAX_TOKEN_LENGTH, AccessTokens
+from chalicelib.records import ClientRecord
 from chalicelib.store.dynamo import DynamoStore
-from chalicelib.store.records import ClientRecord
 
 ACCESS_TOKEN_TYPE = "Bearer"
 REFRESH_TOKEN_TYPE = "refresh_token"

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from chalicelib.crypto.secrets import digest, new_id, new_token
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
-from chalicelib.store.records import AUTH_METHODS, ClientRecord, ClientSecret
+from chalicelib.records import AUTH_METHODS, ClientRecord, ClientSecret
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 APP_TYPES = {

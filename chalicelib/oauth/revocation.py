@@ -21,8 +21,8 @@ from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.errors import InvalidToken, UnauthorizedClient, UnsupportedTokenType
 from chalicelib.oauth.introspection import looks_like_jwt
 from chalicelib.oauth.tokens import MAX_TOKEN_LENGTH, AccessTokens
+from chalicelib.records import ClientRecord
 from chalicelib.store.dynamo import DynamoStore
-from chalicelib.store.records import ClientRecord
 
 
 class Revoker:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Protocol
 
 from chalicelib.crypto.secrets import derived_token, digest, digests_equal, new_token
-from chalicelib.store.records import SessionRecord
+from chalicelib.records import SessionRecord
 
 
 class SessionStore(Protocol):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from chalicelib.records import AlreadyExists
 from chalicelib.store.dynamo import ApiItem, _translated
-from chalicelib.store.records import AlreadyExists
 
 MAX_LISTED = 100
 

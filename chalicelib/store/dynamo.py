@@ -27,8 +27,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.clock import now as clock_now
-from chalicelib.settings import Settings
-from chalicelib.store.records import (
+from chalicelib.records import (
     AlreadyExists,
     AuthorizationRequestRecord,
     ClientRecord,
@@ -46,6 +45,7 @@ from chalicelib.store.records import (
     UserRecord,
     live,
 )
+from chalicelib.settings import Settings
 
 _CONDITION_CODES = {"ConditionalCheckFailedException", "TransactionCanceledException"}
 

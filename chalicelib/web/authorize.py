@@ -24,7 +24,7 @@ from chalicelib.oauth.authorize import (
     describe_scopes,
 )
 from chalicelib.oauth.sessions import csrf_token
-from chalicelib.store.records import SessionRecord
+from chalicelib.records import SessionRecord
 from chalicelib.web.common import (
     ANY_BODY,
     NO_STORE,

@@ -15,7 +15,7 @@ from chalice.app import Request
 from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.keyring import NoSigningKey
 from chalicelib.oauth.errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
-from chalicelib.store.records import StoreUnavailable
+from chalicelib.records import StoreUnavailable
 
 log = logging.getLogger("clipron.oauth")
 

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from chalice.app import Request
 
 from chalicelib.oauth.sessions import Sessions, csrf_valid
+from chalicelib.records import SessionRecord
 from chalicelib.settings import Settings
-from chalicelib.store.records import SessionRecord
 from chalicelib.web.common import form_parameters
 
 SESSION = "clipron_session"

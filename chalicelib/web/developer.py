@@ -19,7 +19,7 @@ from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.developer import APP_TYPE_LABELS, AppForm, AppNotFound, Developer, redirect_uri_lines
 from chalicelib.oauth.errors import OAuthError
 from chalicelib.oauth.sessions import csrf_token
-from chalicelib.store.records import ClientRecord
+from chalicelib.records import ClientRecord
 from chalicelib.web.common import (
     ANY_BODY,
     NO_STORE,

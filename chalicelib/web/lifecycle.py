@@ -9,7 +9,7 @@ from chalicelib.oauth.clients import authenticate, client_credentials
 from chalicelib.oauth.errors import InvalidRequest
 from chalicelib.oauth.introspection import Introspector
 from chalicelib.oauth.revocation import Revoker
-from chalicelib.store.records import ClientRecord
+from chalicelib.records import ClientRecord
 from chalicelib.web.common import ANY_BODY, NO_STORE, client_request, guarded, json_response, method_not_allowed
 from chalicelib.wiring import services
 

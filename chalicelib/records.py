@@ -1,4 +1,4 @@
-"""The records the protocol layer works with: plain data, free of PynamoDB.
+"""The records every layer works with (web, oauth, store): plain data, free of PynamoDB and of any layer.
 
 Every secret (code, refresh token, session id, client secret, registration token) appears here
 only as a SHA-256 digest; passwords only as argon2id hashes; private keys only as KMS envelopes.
