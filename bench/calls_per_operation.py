@@ -3,7 +3,7 @@
 Counts every DynamoDB and KMS API call with botocore `before-call` hooks while the operation runs
 through the chalice test client (the same local gateway `chalice local` runs), after one warm-up
 request (client cache, key ring and the private signing key loaded). CPU time per token request is
-measured two ways: the oauth/ handler on an in-memory stub store (the goal applies to this one), and
+measured two ways: the oauth/ handler on chalicelib's in-memory store (the goal applies to this one), and
 the handler on the real store under moto with the CPU inside botocore calls subtracted (moto runs
 in-process); beside the floor: one RS256 signature with PyJWT.
 
@@ -13,7 +13,6 @@ in-process); beside the floor: one RS256 signature with PyJWT.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import gc
 import os
 import sys
@@ -44,6 +43,7 @@ from chalicelib import clock, wiring  # noqa: E402
 from chalicelib.crypto.secrets import digest, new_id, new_token  # noqa: E402
 from chalicelib.records import ClientRecord, ClientSecret, CodeRecord, UserRecord  # noqa: E402
 from chalicelib.store.dynamo import shared_connection  # noqa: E402
+from chalicelib.store.memory import MemoryStore  # noqa: E402
 
 V = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 CH = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
@@ -238,47 +238,14 @@ def measure_authorize(
         return None
 
 
-class StubStore:
-    """In-memory stand-in for DynamoStore (the token paths' methods only): handler CPU with no storage at all."""
-
-    def __init__(self, clients: list[ClientRecord]) -> None:
-        self.clients = {c.client_id: c for c in clients}
-        self.codes: dict[str, CodeRecord] = {}
-        self.grants: dict[tuple[str, str], Any] = {}
-        self.refresh: dict[str, Any] = {}
-
-    def get_client(self, client_id: str) -> ClientRecord | None:
-        return self.clients.get(client_id)
-
-    def count_attempt(self, key: str, window_seconds: int) -> int:
-        return 1
-
-    def put_code(self, code: CodeRecord) -> None:
-        self.codes[code.code_digest] = code
-
-    def get_code(self, code_digest: str, include_used: bool = True) -> CodeRecord | None:
-        return self.codes.get(code_digest)
-
-    def redeem_code(self, code: CodeRecord, grant: Any, refresh_token: Any) -> None:
-        self.codes[code.code_digest] = dataclasses.replace(code, used_at=clock.now())
-        self.grants[(grant.client_id, grant.grant_id)] = grant
-        if refresh_token is not None:
-            self.refresh[refresh_token.token_digest] = refresh_token
-
-    def get_grant(self, client_id: str, grant_id: str) -> Any:
-        return self.grants.get((client_id, grant_id))
-
-    def revoke_grant(self, client_id: str, grant_id: str) -> None:
-        self.grants[(client_id, grant_id)].revoked_at = clock.now()
-
-    def get_refresh_token(self, token_digest: str) -> Any:
-        return self.refresh.get(token_digest)
-
-    def rotate_refresh_token(self, old: Any, new: Any, grace_response: str) -> None:
-        self.refresh[old.token_digest] = dataclasses.replace(
-            old, used_at=clock.now(), successor_digest=new.token_digest, grace_response=grace_response
-        )
-        self.refresh[new.token_digest] = new
+def memory_store(world: dict[str, Any]) -> MemoryStore:
+    """The bench's user, clients and consent in chalicelib's in-memory store (DynamoStore's semantics)."""
+    store = MemoryStore(clock.now)
+    store.create_user(world["user"])
+    store.create_client(world["web"])
+    store.create_client(world["machine"])
+    store.save_consent_scopes(world["user"].user_id, world["web"].client_id, SCOPE.split(), clock.now())
+    return store
 
 
 def print_cpu(services: Any, world: dict[str, Any], recorder: Recorder, iterations: int) -> None:
@@ -290,7 +257,7 @@ def print_cpu(services: Any, world: dict[str, Any], recorder: Recorder, iteratio
 
     web_auth = basic(world["web"].client_id, world["secret"])["Authorization"]
     machine_auth = basic(world["machine"].client_id, world["machine_secret"])["Authorization"]
-    stub = StubStore([world["web"], world["machine"]])
+    stub = memory_store(world)
     settings = services.settings
     stubbed = TokenEndpoint(stub, ClientDirectory(stub, settings.client_cache_seconds, clock.now),  # type: ignore[arg-type]
                             services.access_tokens, settings, clock.now)
@@ -339,7 +306,7 @@ def print_cpu(services: Any, world: dict[str, Any], recorder: Recorder, iteratio
     floor_ms = (time.process_time() - started) / iterations * 1000
 
     print(f"\nHandler CPU per token request ({iterations} requests each; goal <= {CPU_GOAL_MS} ms)")
-    print("  A = oauth/ handler on an in-memory stub store (no storage code at all)")
+    print("  A = oauth/ handler on MemoryStore (in memory, DynamoStore's rules, no AWS call)")
     print("  B = oauth/ handler on DynamoStore under moto, minus the CPU inside botocore calls")
     print("      (B also carries work the hooks cannot separate from the handler: PynamoDB's marshalling and")
     print("      whatever moto leaves to run after a call returns, so it overstates the handler's own share)")

@@ -106,16 +106,28 @@ class ApiItem(_SharedConnectionModel):
 
 
 def bind_models(settings: Settings) -> None:
-    """Point the models at this stage's tables, with timeouts well under API Gateway's 29 s."""
+    """Point the models at this stage's tables, with timeouts well under API Gateway's 29 s.
+
+    Binding again to the same tables and limits keeps the connection and its botocore session
+    (wiring.reset() in the local run and the tests: loading botocore's models is the slow part).
+    """
+    changed = False
     for model, table in ((Item, settings.table_name), (ApiItem, settings.api_table_name)):
         meta = model.Meta
-        meta.table_name = table
-        meta.region = settings.aws_region
-        meta.connect_timeout_seconds = settings.ddb_connect_timeout_seconds
-        meta.read_timeout_seconds = settings.ddb_read_timeout_seconds
-        meta.max_retry_attempts = settings.ddb_max_retries
-        model._connection = None
-    _SharedConnectionModel._shared_connection = None
+        wanted = {
+            "table_name": table,
+            "region": settings.aws_region,
+            "connect_timeout_seconds": settings.ddb_connect_timeout_seconds,
+            "read_timeout_seconds": settings.ddb_read_timeout_seconds,
+            "max_retry_attempts": settings.ddb_max_retries,
+        }
+        if any(getattr(meta, name, None) != value for name, value in wanted.items()):
+            changed = True
+            for name, value in wanted.items():
+                setattr(meta, name, value)
+            model._connection = None
+    if changed:
+        _SharedConnectionModel._shared_connection = None
 
 
 def shared_connection() -> Connection:

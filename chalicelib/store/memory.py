@@ -1,0 +1,414 @@
+"""An in-memory store with DynamoStore's interface and semantics, for protocol tests and benchmarks.
+
+It keeps DynamoStore's item layout (pk, sk, kind, `data` as JSON, the top-level fields conditions
+read), so the same rules hold: a conditional write that loses raises ConditionFailed (AlreadyExists
+for a put that must create), every read drops items past their expiry, a transaction checks all its
+conditions before it writes anything, and every read returns a copy. One lock makes each operation
+atomic, as DynamoDB's conditional writes and transactions are. Not for production: nothing persists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import threading
+from typing import Any, Callable, Iterator
+
+from chalicelib.clock import now as clock_now
+from chalicelib.records import (
+    AlreadyExists,
+    AuthorizationRequestRecord,
+    ClientRecord,
+    ClientSecret,
+    CodeRecord,
+    ConditionFailed,
+    ConsentRecord,
+    GrantRecord,
+    OwnedApp,
+    RefreshTokenRecord,
+    RegistrationTokenRecord,
+    SessionRecord,
+    SigningKeyRecord,
+    UserRecord,
+    live,
+)
+
+Key = tuple[str, str]
+Item = dict[str, Any]
+_NUMBERS = ("expires_at", "used_at", "revoked_at")
+_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response", "disabled")
+
+
+def _item(kind: str, record: Any) -> Item:
+    """Like DynamoStore's item: top-level condition fields (None ones absent), the rest as JSON."""
+    data = dataclasses.asdict(record)
+    item: Item = {"kind": kind}
+    for name in _TOP_LEVEL:
+        if name in data:
+            value = data.pop(name)
+            if value is not None:
+                item[name] = value
+    item["data"] = json.loads(json.dumps(data))  # JSONAttribute: what a read gives back
+    return item
+
+
+def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None) -> R | None:
+    if item is None:
+        return None
+    values = copy.deepcopy(item.get("data") or {})
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for name in _TOP_LEVEL:
+        if name in names and name in item:
+            values[name] = item[name]
+    if now is not None and not live(values.get("expires_at"), now):
+        return None
+    return cls(**values)
+
+
+def _client_record(item: Item | None) -> ClientRecord | None:
+    record = _record(ClientRecord, item)
+    if record is not None:
+        record.secrets = [ClientSecret(**s) if isinstance(s, dict) else s for s in record.secrets]
+    return record
+
+
+def _unexpired(item: Item | None, now: int) -> bool:
+    """DynamoDB's `expires_at > :now` (false when the attribute is absent)."""
+    return item is not None and item.get("expires_at") is not None and item["expires_at"] > now
+
+
+class _Transaction:
+    """Conditions first, then writes: all or nothing, like TransactWriteItems."""
+
+    def __init__(self, items: dict[Key, Item], lost: type[ConditionFailed] = ConditionFailed) -> None:
+        self.items = items
+        self.lost = lost
+        self.writes: list[Callable[[], None]] = []
+
+    def check(self, holds: bool) -> None:
+        if not holds:
+            raise self.lost("ConditionalCheckFailed")
+
+    def put(self, key: Key, item: Item) -> None:
+        self.writes.append(lambda: self.items.__setitem__(key, item))
+
+    def delete(self, key: Key) -> None:
+        self.writes.append(lambda: self.items.pop(key, None))
+
+    def update(self, key: Key, change: Callable[[Item], None]) -> None:
+        def write() -> None:
+            item = self.items.setdefault(key, {})
+            change(item)
+
+        self.writes.append(write)
+
+    def commit(self) -> None:
+        for write in self.writes:
+            write()
+
+
+class MemoryStore:
+    """DynamoStore's methods on a dict. Methods take records and return records or None."""
+
+    def __init__(self, clock: Callable[[], int] = clock_now) -> None:
+        self.clock = clock
+        self._items: dict[Key, Item] = {}
+        self._lock = threading.RLock()
+
+    # -- generic helpers --
+    def _get(self, pk: str, sk: str) -> Item | None:
+        with self._lock:
+            item = self._items.get((pk, sk))
+            return copy.deepcopy(item) if item is not None else None
+
+    def _put_new(self, key: Key, item: Item) -> None:
+        with self._lock:
+            if key in self._items:
+                raise AlreadyExists("ConditionalCheckFailedException")
+            self._items[key] = item
+
+    def _put(self, key: Key, item: Item) -> None:
+        with self._lock:
+            self._items[key] = item
+
+    def _delete(self, pk: str, sk: str) -> None:
+        with self._lock:
+            self._items.pop((pk, sk), None)
+
+    def _query(self, pk: str, prefix: str) -> list[tuple[str, Item]]:
+        """(sk, item) of one partition in sort-key order, as a Query returns them."""
+        with self._lock:
+            found = [(sk, copy.deepcopy(item)) for (p, sk), item in self._items.items()
+                     if p == pk and sk.startswith(prefix)]
+        return sorted(found, key=lambda pair: pair[0].encode())
+
+    @contextlib.contextmanager
+    def _transaction(self, lost: type[ConditionFailed] = ConditionFailed) -> Iterator[_Transaction]:
+        with self._lock:
+            transaction = _Transaction(self._items, lost)
+            yield transaction
+            transaction.commit()
+
+    # -- clients --
+    @staticmethod
+    def _owned_app_item(client: ClientRecord) -> tuple[Key, Item]:
+        owned = OwnedApp(client.owner_id or "", client.client_id, client.name, client.created_at)
+        return (f"user#{client.owner_id}", f"app#{client.client_id}"), _item("app", owned)
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        return _client_record(self._get(f"client#{client_id}", "client"))
+
+    def create_client(self, client: ClientRecord) -> None:
+        """The client and, for an owned app, the owner's index item, all or nothing."""
+        key = (f"client#{client.client_id}", "client")
+        with self._transaction(AlreadyExists) as transaction:
+            transaction.check(key not in self._items)
+            transaction.put(key, _item("client", client))
+            if client.owner_id:
+                transaction.put(*self._owned_app_item(client))
+
+    def save_client(self, client: ClientRecord) -> None:
+        """Replace an existing client (a deleted app is not brought back)."""
+        key = (f"client#{client.client_id}", "client")
+        with self._lock:
+            if key not in self._items:
+                raise ConditionFailed("ConditionalCheckFailedException")
+            self._items[key] = _item("client", client)
+            if client.owner_id:
+                self._put(*self._owned_app_item(client))
+
+    def update_client(
+        self, client_id: str, change: Callable[[ClientRecord], None], attempts: int = 3
+    ) -> ClientRecord | None:
+        """Read, `change` (outside the lock, as another request may write meanwhile), write back only
+        if the stored client is still the one `change` saw; re-applied to the fresh item otherwise."""
+        key = (f"client#{client_id}", "client")
+        for _ in range(attempts):
+            item = self._get(*key)
+            client = _client_record(item)
+            if item is None or client is None:
+                return None
+            change(client)
+            with self._lock:
+                stored = self._items.get(key)
+                if stored is None or stored.get("data") != item.get("data"):
+                    continue
+                self._items[key] = _item("client", client)
+            if client.owner_id:
+                self._put(*self._owned_app_item(client))
+            return client
+        raise ConditionFailed("the client changed on every attempt")
+
+    def delete_client(self, client: ClientRecord) -> None:
+        with self._transaction() as transaction:
+            transaction.delete((f"client#{client.client_id}", "client"))
+            if client.owner_id:
+                transaction.delete((f"user#{client.owner_id}", f"app#{client.client_id}"))
+
+    def list_owned_apps(self, owner_id: str) -> list[OwnedApp]:
+        return [r for r in (_record(OwnedApp, i) for _, i in self._query(f"user#{owner_id}", "app#")) if r]
+
+    # -- users --
+    def create_user(self, user: UserRecord) -> None:
+        """The user item and its email item together, so login reads by key."""
+        user_key, email_key = (f"user#{user.user_id}", "user"), (f"email#{user.email}", "email")
+        with self._transaction(AlreadyExists) as transaction:
+            transaction.check(user_key not in self._items and email_key not in self._items)
+            transaction.put(user_key, _item("user", user))
+            transaction.put(email_key, {"kind": "email", "data": {"user_id": user.user_id}})
+
+    def get_user(self, user_id: str) -> UserRecord | None:
+        return _record(UserRecord, self._get(f"user#{user_id}", "user"))
+
+    def find_user_id(self, email: str) -> str | None:
+        item = self._get(f"email#{email}", "email")
+        return item["data"]["user_id"] if item is not None else None
+
+    def save_user(self, user: UserRecord) -> None:
+        self._put((f"user#{user.user_id}", "user"), _item("user", user))
+
+    # -- sessions --
+    def put_session(self, session: SessionRecord) -> None:
+        self._put_new((f"session#{session.session_digest}", "session"), _item("session", session))
+
+    def get_session(self, session_digest: str) -> SessionRecord | None:
+        return _record(SessionRecord, self._get(f"session#{session_digest}", "session"), self.clock())
+
+    def delete_session(self, session_digest: str) -> None:
+        self._delete(f"session#{session_digest}", "session")
+
+    # -- parked authorization requests --
+    def put_authorization_request(self, request: AuthorizationRequestRecord) -> None:
+        self._put_new((f"authreq#{request.request_digest}", "authreq"), _item("authreq", request))
+
+    def get_authorization_request(self, request_digest: str) -> AuthorizationRequestRecord | None:
+        item = self._get(f"authreq#{request_digest}", "authreq")
+        return _record(AuthorizationRequestRecord, item, self.clock())
+
+    def consume_authorization_request(self, request_digest: str) -> None:
+        """Single use: the delete succeeds for exactly one caller, and only while unexpired."""
+        key = (f"authreq#{request_digest}", "authreq")
+        with self._lock:
+            if not _unexpired(self._items.get(key), self.clock()):
+                raise ConditionFailed("ConditionalCheckFailedException")
+            del self._items[key]
+
+    # -- authorization codes --
+    def put_code(self, code: CodeRecord) -> None:
+        self._put_new((f"code#{code.code_digest}", "code"), _item("code", code))
+
+    def get_code(self, code_digest: str, include_used: bool = True) -> CodeRecord | None:
+        """The code even when already used (reuse detection needs it); None when absent or expired."""
+        record = _record(CodeRecord, self._get(f"code#{code_digest}", "code"), self.clock())
+        if record is not None and record.used_at is not None and not include_used:
+            return None
+        return record
+
+    def redeem_code(self, code: CodeRecord, grant: GrantRecord, refresh_token: RefreshTokenRecord | None) -> None:
+        """Mark the code used, write the grant, the refresh token and the consent's grant list: all or
+        nothing. ConditionFailed when the code was used or expired meanwhile, its user is gone or
+        disabled, or the user withdrew the consent."""
+        now = self.clock()
+        code_key = (f"code#{code.code_digest}", "code")
+        consent_key = (f"user#{grant.user_id}", f"consent#{grant.client_id}")
+        with self._transaction() as transaction:
+            code_item = self._items.get(code_key)
+            transaction.check(_unexpired(code_item, now) and "used_at" not in (code_item or {}))
+            transaction.check(self._grant_key(grant) not in self._items)
+            transaction.check(self._items.get(consent_key, {}).get("data") is not None)
+            self._check_user_enabled(transaction, grant.user_id)
+            transaction.update(code_key, lambda item: item.__setitem__("used_at", now))
+            transaction.put(self._grant_key(grant), _item("grant", grant))
+            if refresh_token is not None:
+                transaction.check(self._refresh_key(refresh_token) not in self._items)
+                transaction.put(self._refresh_key(refresh_token), _item("refresh", refresh_token))
+            transaction.update(consent_key, lambda item: item.setdefault("grant_ids", set()).add(grant.grant_id))
+
+    def _check_user_enabled(self, transaction: _Transaction, user_id: str) -> None:
+        user = self._items.get((f"user#{user_id}", "user"))
+        transaction.check(user is not None and not user.get("disabled"))
+
+    # -- grants --
+    @staticmethod
+    def _grant_key(grant: GrantRecord) -> Key:
+        return f"client#{grant.client_id}", f"grant#{grant.grant_id}"
+
+    def put_grant(self, grant: GrantRecord) -> None:
+        self._put_new(self._grant_key(grant), _item("grant", grant))
+
+    def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None:
+        """The grant even when revoked (callers check `active`); None when absent or expired."""
+        return _record(GrantRecord, self._get(f"client#{client_id}", f"grant#{grant_id}"), self.clock())
+
+    def revoke_grant(self, client_id: str, grant_id: str) -> None:
+        """Set the family's revoked flag (idempotent: the first revocation time is kept)."""
+        with self._lock:
+            item = self._items.get((f"client#{client_id}", f"grant#{grant_id}"))
+            if item is not None:
+                item.setdefault("revoked_at", self.clock())
+
+    def list_client_grants(self, client_id: str) -> list[GrantRecord]:
+        """Every grant of a client, revoked or expired ones included."""
+        return [r for r in (_record(GrantRecord, i) for _, i in self._query(f"client#{client_id}", "grant#")) if r]
+
+    def list_client_grant_ids(self, client_id: str) -> list[str]:
+        return [grant.grant_id for grant in self.list_client_grants(client_id)]
+
+    # -- refresh tokens --
+    @staticmethod
+    def _refresh_key(token: RefreshTokenRecord) -> Key:
+        return f"rt#{token.token_digest}", "rt"
+
+    def put_refresh_token(self, token: RefreshTokenRecord) -> None:
+        self._put_new(self._refresh_key(token), _item("refresh", token))
+
+    def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None:
+        """The token even when already rotated (reuse detection); None when absent or expired."""
+        return _record(RefreshTokenRecord, self._get(f"rt#{token_digest}", "rt"), self.clock())
+
+    def rotate_refresh_token(self, old: RefreshTokenRecord, new: RefreshTokenRecord, grace_response: str) -> None:
+        """Spend the old token and store its successor together, while the grant is active and its
+        user exists and is enabled; ConditionFailed otherwise (spent meanwhile, grant or user gone)."""
+        now = self.clock()
+        old_key = self._refresh_key(old)
+        with self._transaction() as transaction:
+            old_item = self._items.get(old_key)
+            transaction.check(_unexpired(old_item, now) and "used_at" not in (old_item or {}))
+            transaction.check(self._refresh_key(new) not in self._items)
+            grant = self._items.get((f"client#{old.client_id}", f"grant#{old.grant_id}"))
+            transaction.check(_unexpired(grant, now) and "revoked_at" not in (grant or {}))
+            self._check_user_enabled(transaction, old.user_id)
+            spent = {"used_at": now, "successor_digest": new.token_digest, "grace_response": grace_response}
+            transaction.update(old_key, lambda item: item.update(spent))
+            transaction.put(self._refresh_key(new), _item("refresh", new))
+
+    # -- consents --
+    def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None:
+        return self._consent(self._get(f"user#{user_id}", f"consent#{client_id}"))
+
+    @staticmethod
+    def _consent(item: Item | None) -> ConsentRecord | None:
+        if item is None or not item.get("data"):
+            return None
+        record = _record(ConsentRecord, item)
+        assert record is not None
+        record.grant_ids = sorted(item.get("grant_ids") or [])
+        return record
+
+    def save_consent_scopes(self, user_id: str, client_id: str, scopes: list[str], granted_at: int) -> None:
+        """Remember what the user granted (keeping the grant list the code exchanges add to)."""
+        data = {"user_id": user_id, "client_id": client_id, "scopes": list(scopes), "granted_at": granted_at}
+        with self._lock:
+            item = self._items.setdefault((f"user#{user_id}", f"consent#{client_id}"), {})
+            item.update(kind="consent", data=data)
+
+    def list_consents(self, user_id: str) -> list[ConsentRecord]:
+        records = (self._consent(item) for _, item in self._query(f"user#{user_id}", "consent#"))
+        return [r for r in records if r is not None]
+
+    def delete_consent(self, user_id: str, client_id: str) -> None:
+        self._delete(f"user#{user_id}", f"consent#{client_id}")
+
+    # -- signing keys --
+    def list_signing_keys(self) -> list[SigningKeyRecord]:
+        return [r for r in (_record(SigningKeyRecord, i) for _, i in self._query("keyring", "key#")) if r]
+
+    def put_signing_key(self, key: SigningKeyRecord) -> None:
+        self._put(("keyring", f"key#{key.kid}"), _item("signing-key", key))
+
+    def delete_signing_key(self, kid: str) -> None:
+        self._delete("keyring", f"key#{kid}")
+
+    # -- initial access tokens for dynamic registration --
+    def put_registration_token(self, token: RegistrationTokenRecord) -> None:
+        self._put((f"regtoken#{token.token_digest}", "regtoken"), _item("registration-token", token))
+
+    def get_registration_token(self, token_digest: str) -> RegistrationTokenRecord | None:
+        item = self._get(f"regtoken#{token_digest}", "regtoken")
+        return _record(RegistrationTokenRecord, item, self.clock())
+
+    # -- rate limiting --
+    def count_attempt(self, key: str, window_seconds: int) -> int:
+        """Add one to this window's counter and return it."""
+        window = self.clock() // window_seconds
+        with self._lock:
+            item = self._items.setdefault((f"rate#{key}", f"window#{window}"), {})
+            item.update(kind="rate", count=item.get("count", 0) + 1, expires_at=(window + 1) * window_seconds)
+            return item["count"]
+
+    def attempts(self, key: str, window_seconds: int) -> int:
+        now = self.clock()
+        item = self._get(f"rate#{key}", f"window#{now // window_seconds}")
+        if item is None or not live(item.get("expires_at"), now):
+            return 0
+        return int(item.get("count") or 0)
+
+    # -- what operator commands and tests count --
+    def scan_kinds(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            for item in self._items.values():
+                counts[item.get("kind")] = counts.get(item.get("kind"), 0) + 1
+        return counts

@@ -1,0 +1,290 @@
+"""MemoryStore keeps DynamoStore's contract: each rule below runs against both (DynamoStore on moto).
+
+Conditional writes raise ConditionFailed (AlreadyExists for a put that must create), every read drops
+expired items, a transaction writes all or nothing, and a read returns a copy.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib import clock
+from chalicelib.records import (
+    AlreadyExists,
+    AuthorizationRequestRecord,
+    ClientRecord,
+    ClientSecret,
+    CodeRecord,
+    ConditionFailed,
+    GrantRecord,
+    RefreshTokenRecord,
+    RegistrationTokenRecord,
+    SessionRecord,
+    UserRecord,
+)
+from chalicelib.store.memory import MemoryStore
+from tests.token_helpers import freeze_clock
+
+
+@pytest.fixture(params=["memory", "dynamo"])
+def store(request, monkeypatch):
+    """Each store on a frozen clock (only clock.travel moves it: the expiry rules are to the second)."""
+    if request.param == "memory":
+        clock.reset()
+        request.addfinalizer(clock.reset)
+        chosen = MemoryStore(clock.now)
+    else:
+        chosen = request.getfixturevalue("aws").store
+    freeze_clock(monkeypatch)
+    return chosen
+
+
+def _user(store, user_id="usr_1", email="ada@example.com", disabled=False) -> UserRecord:
+    user = UserRecord(user_id, email, "hash", clock.now(), disabled)
+    store.create_user(user)
+    return user
+
+
+def _client(client_id="app_1", owner_id=None) -> ClientRecord:
+    return ClientRecord(client_id, "App", ["https://app.example/cb"], ["read:analysis"],
+                        ["authorization_code", "refresh_token"], "client_secret_basic", owner_id=owner_id,
+                        secrets=[ClientSecret("d1")], created_at=clock.now())
+
+
+def _code(digest="code1", grant_id="gr_1", user_id="usr_1", lifetime=60) -> CodeRecord:
+    now = clock.now()
+    return CodeRecord(digest, "app_1", "https://app.example/cb", True, user_id, "read:analysis", None, grant_id,
+                      now, now + lifetime)
+
+
+def _grant(grant_id="gr_1", user_id="usr_1", lifetime=3600) -> GrantRecord:
+    return GrantRecord(grant_id, "app_1", user_id, "read:analysis", clock.now(), clock.now() + lifetime)
+
+
+def _refresh(digest="rt1", grant_id="gr_1", user_id="usr_1") -> RefreshTokenRecord:
+    now = clock.now()
+    return RefreshTokenRecord(digest, grant_id, "app_1", user_id, "read:analysis", now, now + 3600)
+
+
+def _consented(store, user_id="usr_1") -> None:
+    store.save_consent_scopes(user_id, "app_1", ["read:analysis"], clock.now())
+
+
+def test_a_put_that_must_create_refuses_a_taken_key(store):
+    now = clock.now()
+    store.put_session(SessionRecord("s1", "usr_1", now, now + 60))
+    with pytest.raises(AlreadyExists):
+        store.put_session(SessionRecord("s1", "usr_2", now, now + 60))
+    assert store.get_session("s1").user_id == "usr_1"
+    store.put_code(_code())
+    with pytest.raises(AlreadyExists):
+        store.put_code(_code(user_id="usr_2"))
+    store.put_grant(_grant())
+    with pytest.raises(AlreadyExists):
+        store.put_grant(_grant(user_id="usr_2"))
+    store.put_refresh_token(_refresh())
+    with pytest.raises(AlreadyExists):
+        store.put_refresh_token(_refresh(user_id="usr_2"))
+
+
+def test_creating_a_user_is_all_or_nothing(store):
+    _user(store)
+    with pytest.raises(AlreadyExists):
+        _user(store, user_id="usr_2")  # the email is taken: the new user item is not written either
+    assert store.get_user("usr_2") is None
+    assert store.find_user_id("ada@example.com") == "usr_1"
+    with pytest.raises(AlreadyExists):
+        _user(store, email="bob@example.com")  # the id is taken: the new email item is not written either
+    assert store.find_user_id("bob@example.com") is None
+
+
+def test_clients_create_save_update_delete_with_the_owners_index(store):
+    store.create_client(_client(owner_id="usr_1"))
+    with pytest.raises(AlreadyExists):
+        store.create_client(_client(owner_id="usr_2"))
+    assert store.list_owned_apps("usr_2") == []
+    assert [app.client_id for app in store.list_owned_apps("usr_1")] == ["app_1"]
+    with pytest.raises(ConditionFailed):
+        store.save_client(_client("app_gone"))
+    assert store.get_client("app_gone") is None
+
+    def rename(client: ClientRecord) -> None:
+        client.name = "Renamed"
+
+    assert store.update_client("app_1", rename).name == "Renamed"
+    assert store.list_owned_apps("usr_1")[0].name == "Renamed"
+    assert store.update_client("app_missing", rename) is None
+    store.delete_client(store.get_client("app_1"))
+    assert store.get_client("app_1") is None and store.list_owned_apps("usr_1") == []
+
+
+def test_update_client_reapplies_a_change_over_a_concurrent_write(store):
+    store.create_client(_client())
+    calls = []
+
+    def add_secret(client: ClientRecord) -> None:
+        if not calls:  # another request writes between this read and this write
+            store.update_client("app_1", lambda other: other.secrets.append(ClientSecret("concurrent")))
+        calls.append(1)
+        client.secrets.append(ClientSecret("mine"))
+
+    store.update_client("app_1", add_secret)
+    assert len(calls) == 2
+    assert [s.digest for s in store.get_client("app_1").secrets] == ["d1", "concurrent", "mine"]
+
+
+def test_redeeming_a_code_writes_everything_once(store):
+    _user(store)
+    _consented(store)
+    code = _code()
+    store.put_code(code)
+    store.redeem_code(code, _grant(), _refresh())
+    assert store.get_code("code1").used_at is not None
+    assert store.get_code("code1", include_used=False) is None
+    assert store.get_grant("app_1", "gr_1").active(clock.now())
+    assert store.get_refresh_token("rt1") is not None
+    assert store.get_consent("usr_1", "app_1").grant_ids == ["gr_1"]
+    with pytest.raises(ConditionFailed):  # the second redemption writes nothing
+        store.redeem_code(code, _grant("gr_2"), _refresh("rt2", "gr_2"))
+    assert store.get_grant("app_1", "gr_2") is None and store.get_refresh_token("rt2") is None
+    assert store.get_consent("usr_1", "app_1").grant_ids == ["gr_1"]
+
+
+@pytest.mark.parametrize("obstacle", ["no consent", "user disabled", "user gone", "code expired", "grant exists"])
+def test_a_failed_redemption_writes_nothing(store, obstacle):
+    if obstacle != "user gone":
+        _user(store, disabled=obstacle == "user disabled")
+    if obstacle != "no consent":
+        _consented(store)
+    if obstacle == "grant exists":
+        store.put_grant(_grant(user_id="usr_other"))
+    code = _code()
+    store.put_code(code)
+    if obstacle == "code expired":
+        clock.travel(60)
+    with pytest.raises(ConditionFailed):
+        store.redeem_code(code, _grant(), _refresh())
+    assert store.get_refresh_token("rt1") is None
+    if obstacle != "code expired":
+        assert store.get_code("code1").used_at is None
+    if obstacle != "grant exists":
+        assert store.get_grant("app_1", "gr_1") is None
+    if obstacle != "no consent":
+        assert store.get_consent("usr_1", "app_1").grant_ids == []
+
+
+def test_a_refresh_token_rotates_once_while_its_grant_and_user_stand(store):
+    _user(store)
+    store.put_grant(_grant())
+    old = _refresh()
+    store.put_refresh_token(old)
+    store.rotate_refresh_token(old, _refresh("rt2"), "sealed")
+    spent = store.get_refresh_token("rt1")
+    assert (spent.used_at is not None, spent.successor_digest, spent.grace_response) == (True, "rt2", "sealed")
+    with pytest.raises(ConditionFailed):
+        store.rotate_refresh_token(old, _refresh("rt3"), "sealed")
+    assert store.get_refresh_token("rt3") is None
+
+    current = store.get_refresh_token("rt2")
+    store.revoke_grant("app_1", "gr_1")
+    with pytest.raises(ConditionFailed):
+        store.rotate_refresh_token(current, _refresh("rt4"), "sealed")
+    assert store.get_refresh_token("rt4") is None and store.get_refresh_token("rt2").used_at is None
+
+
+def test_a_refresh_token_of_a_disabled_user_does_not_rotate(store):
+    user = _user(store)
+    store.put_grant(_grant())
+    old = _refresh()
+    store.put_refresh_token(old)
+    user.disabled = True
+    store.save_user(user)
+    with pytest.raises(ConditionFailed):
+        store.rotate_refresh_token(old, _refresh("rt2"), "sealed")
+    assert store.get_refresh_token("rt1").used_at is None and store.get_refresh_token("rt2") is None
+
+
+def test_revocation_keeps_the_first_time_and_ignores_a_missing_grant(store):
+    store.put_grant(_grant())
+    store.revoke_grant("app_1", "gr_1")
+    first = store.get_grant("app_1", "gr_1").revoked_at
+    clock.travel(10)
+    store.revoke_grant("app_1", "gr_1")
+    assert store.get_grant("app_1", "gr_1").revoked_at == first
+    store.revoke_grant("app_1", "gr_missing")
+    assert store.get_grant("app_1", "gr_missing") is None
+    assert store.list_client_grant_ids("app_1") == ["gr_1"]
+
+
+def test_every_read_drops_expired_items(store):
+    now = clock.now()
+    store.put_session(SessionRecord("s1", "usr_1", now, now + 60))
+    store.put_code(_code(lifetime=60))
+    store.put_authorization_request(
+        AuthorizationRequestRecord("r1", "app_1", "https://app.example/cb", True, "read:analysis", None, None, [],
+                                   now, now + 60))
+    store.put_grant(_grant(lifetime=60))
+    store.put_registration_token(RegistrationTokenRecord("i1", now, now + 60))
+    clock.travel(59)
+    assert store.get_session("s1") and store.get_code("code1") and store.get_grant("app_1", "gr_1")
+    assert store.get_authorization_request("r1") and store.get_registration_token("i1")
+    clock.travel(1)
+    assert store.get_session("s1") is None and store.get_code("code1") is None
+    assert store.get_grant("app_1", "gr_1") is None and store.get_authorization_request("r1") is None
+    assert store.get_registration_token("i1") is None
+    with pytest.raises(ConditionFailed):
+        store.consume_authorization_request("r1")
+
+
+def test_a_parked_request_is_consumed_once(store):
+    now = clock.now()
+    store.put_authorization_request(
+        AuthorizationRequestRecord("r1", "app_1", "https://app.example/cb", True, "read:analysis", None, None, [],
+                                   now, now + 60))
+    store.consume_authorization_request("r1")
+    with pytest.raises(ConditionFailed):
+        store.consume_authorization_request("r1")
+    assert store.get_authorization_request("r1") is None
+
+
+def test_consents_keep_their_grant_list_and_list_in_key_order(store):
+    _user(store)
+    for client_id in ("app_2", "app_1"):
+        store.save_consent_scopes("usr_1", client_id, ["read:analysis"], clock.now())
+    code = _code()
+    store.put_code(code)
+    store.redeem_code(code, _grant(), None)
+    store.save_consent_scopes("usr_1", "app_1", ["read:analysis", "read:project"], clock.now())
+    consents = store.list_consents("usr_1")
+    assert [(c.client_id, c.scopes, c.grant_ids) for c in consents] == [
+        ("app_1", ["read:analysis", "read:project"], ["gr_1"]),
+        ("app_2", ["read:analysis"], []),
+    ]
+    store.delete_consent("usr_1", "app_1")
+    assert store.get_consent("usr_1", "app_1") is None
+
+
+def test_rate_windows_count_and_expire(store):
+    assert [store.count_attempt("login:ada", 60) for _ in range(3)] == [1, 2, 3]
+    assert store.attempts("login:ada", 60) == 3 and store.attempts("login:bob", 60) == 0
+    clock.travel(60)
+    assert store.attempts("login:ada", 60) == 0
+    assert store.count_attempt("login:ada", 60) == 1
+
+
+def test_a_read_returns_a_copy(store):
+    store.create_client(_client())
+    client = store.get_client("app_1")
+    client.secrets.clear()
+    client.redirect_uris.append("https://evil.example/cb")
+    again = store.get_client("app_1")
+    assert [s.digest for s in again.secrets] == ["d1"] and again.redirect_uris == ["https://app.example/cb"]
+
+
+def test_scan_kinds_counts_items_by_kind(store):
+    before = store.scan_kinds()
+    _user(store)
+    store.create_client(_client(owner_id="usr_1"))
+    after = store.scan_kinds()
+    for kind, added in {"user": 1, "email": 1, "client": 1, "app": 1}.items():
+        assert after.get(kind, 0) - before.get(kind, 0) == added
