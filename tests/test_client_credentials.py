@@ -10,7 +10,16 @@ from chalicelib import clock
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.tokens import CLIENT_SUBJECT_PREFIX
 from chalicelib.records import ClientRecord, ClientSecret, UserRecord
-from tests.token_helpers import FORM, assert_error, aws_calls, basic, make_world, post_token, tokens_of
+from tests.token_helpers import (
+    FORM,
+    assert_error,
+    aws_calls,
+    basic,
+    freeze_clock,
+    make_world,
+    post_token,
+    tokens_of,
+)
 
 
 @pytest.fixture
@@ -22,7 +31,8 @@ def _cc(http, client, **params):
     return post_token(http, {"grant_type": "client_credentials", **params}, basic(client.client_id, client.secret))
 
 
-def test_cc01_success_without_refresh_token_and_with_a_client_subject(http, world, aws):
+def test_cc01_success_without_refresh_token_and_with_a_client_subject(http, world, aws, monkeypatch):
+    freeze_clock(monkeypatch)  # expires_in is compared with exp to the second: real time must not tick between
     cc1 = world.clients["CC1"]
     tokens = tokens_of(_cc(http, cc1, scope="read:analysis"))
     assert set(tokens) == {"access_token", "token_type", "expires_in", "scope"}
