@@ -57,6 +57,8 @@ GOALS = {
     "authorize (logged in, consent remembered)": "KMS 0",
     "introspect (user access token)": "DynamoDB <= 1 (its grant, by key), KMS 0",
     "GET /v1/me (the bearer check alone)": "DynamoDB 0, KMS 0",
+    "authorize, metadata-document client, first": "fetch 1 + DynamoDB: its cache Get + Put, then as above",
+    "authorize, metadata-document client, cached": "fetch 0; DynamoDB: its cache Get, then as above",
 }
 CPU_GOAL_MS = 1.2
 
@@ -175,10 +177,11 @@ def main(iterations: int) -> None:
             client_credentials()
             cold_client = list(recorder.calls)
             authorize_row = measure_authorize(http, services, world, recorder)
+            metadata_rows = measure_metadata_document_client(http, services, world, recorder)
 
         print("AWS API calls per operation (warm process, moto)")
         print(f"  {'operation':44} {'DynamoDB':>8} {'KMS':>4}  calls  [goal]")
-        for name, calls in rows + ([authorize_row] if authorize_row else []):
+        for name, calls in rows + ([authorize_row] if authorize_row else []) + metadata_rows:
             counts = Counter(call.split(":")[0] for call in calls)
             detail = ", ".join(call.split(":")[1] for call in calls) or "-"
             print(f"  {name:44} {counts['dynamodb']:>8} {counts['kms']:>4}  {detail}  [{GOALS[name]}]")
@@ -236,6 +239,47 @@ def measure_authorize(
         return "authorize (logged in, consent remembered)", measure_calls(recorder, authorize)
     except LookupError:
         return None
+
+
+def measure_metadata_document_client(
+    http: Any, services: Any, world: dict[str, Any], recorder: Recorder
+) -> list[tuple[str, list[str]]]:
+    """GET /authorize (logged in, consent remembered) for a client identified by a Client ID Metadata
+    Document: the first time (fetched, then cached in DynamoDB) and from the DynamoDB cache (another
+    instance: the per-process client cache is empty). The fetch is stubbed: it is not an AWS call."""
+    import json
+
+    from chalicelib.outbound import Fetched
+    from chalicelib.web import cookies
+
+    documents = services.clients.documents
+    if documents is None:
+        return []
+    url = "https://agent.bench.example/oauth/client.json"
+    body = json.dumps({"client_id": url, "client_name": "Bench agent", "redirect_uris": [REDIRECT],
+                       "token_endpoint_auth_method": "none", "scope": SCOPE}).encode()
+    fetches: list[str] = []
+    documents.fetch = lambda fetched_url: fetches.append(fetched_url) or Fetched(200, "application/json",
+                                                                              "max-age=3600", body)
+    services.store.save_consent_scopes(world["user"].user_id, url, SCOPE.split(), clock.now())
+    session_id, _ = services.sessions.start(world["user"].user_id)
+    cookie = f"{cookies.cookie_name(cookies.SESSION, services.settings)}={session_id}"
+    query = urlencode({"response_type": "code", "client_id": url, "redirect_uri": REDIRECT, "scope": SCOPE,
+                       "state": "bench", "code_challenge": CH, "code_challenge_method": "S256"})
+
+    def authorize() -> list[str]:
+        services.clients.forget(url)
+        recorder.reset()
+        response = http.get(f"/authorize?{query}", headers={"Cookie": cookie})
+        assert response.status_code == 302 and "code=" in response.headers["Location"], response.body
+        return list(recorder.calls)
+
+    first = authorize()
+    assert len(fetches) == 1
+    cached = authorize()
+    assert len(fetches) == 1
+    return [("authorize, metadata-document client, first", first),
+            ("authorize, metadata-document client, cached", cached)]
 
 
 def memory_store(world: dict[str, Any]) -> MemoryStore:

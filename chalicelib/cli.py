@@ -87,7 +87,7 @@ def cmd_create_client(args: argparse.Namespace) -> None:
     if args.type == "machine":
         metadata["response_types"] = []
     services = _services(args)
-    registered = registration.build_client(metadata, args.owner, clock.now())
+    registered = registration.build_client(metadata, args.owner, clock.now(), verified=True)  # the operator vouches
     client, secret = registered.client, registered.client_secret
     if args.resource_server:
         if not client.confidential:

@@ -20,7 +20,7 @@ from typing import Any
 from chalicelib import clock, wiring
 from chalicelib.api.service import seed_demo_analyses
 from chalicelib.crypto.secrets import digest
-from chalicelib.oauth import accounts, registration
+from chalicelib.oauth import accounts, registration, scopes
 from chalicelib.provision import provision
 from chalicelib.records import ClientSecret, RegistrationTokenRecord
 from chalicelib.settings import load_settings
@@ -84,6 +84,7 @@ def aws_environment(moto_port: int, environ: dict[str, str]) -> dict[str, str]:
             "STAGE": "local",
         }
     )
+    env.setdefault("REGISTRATION_POLICY", "open")  # agents register themselves (README "Connect AI agents")
     env.pop("AWS_PROFILE", None)
     return env
 
@@ -92,8 +93,9 @@ def seed(services: wiring.Services, knobs: dict[str, str]) -> None:
     """The demo user (with two demo analyses), the demo confidential client and the registration token."""
     store, now = services.store, clock.now()
     user = accounts.create_user(store, knobs["DEMO_EMAIL"], knobs["DEMO_PASSWORD"], now)
-    metadata = {"client_name": "Demo App", "redirect_uris": [knobs["DEMO_REDIRECT_URI"]]}
-    client = registration.build_client(metadata, user.user_id, now).client
+    metadata = {"client_name": "Demo App", "redirect_uris": [knobs["DEMO_REDIRECT_URI"]],
+                "scope": " ".join(sorted(scopes.CATALOGUE))}
+    client = registration.build_client(metadata, user.user_id, now, verified=True).client
     client.client_id = knobs["DEMO_CLIENT_ID"]
     client.secrets = [ClientSecret(digest(knobs["DEMO_CLIENT_SECRET"]))]
     store.create_client(client)

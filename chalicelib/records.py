@@ -55,6 +55,12 @@ class ClientRecord:
     created_at: int = 0
     disabled: bool = False
     resource_server: bool = False  # operator-flagged: may introspect tokens of every client
+    # The one notion of "verified": the operator vouches for this app (CLI create-client). Apps that
+    # registered themselves (Developer Settings, /register, Client ID Metadata Documents) are not.
+    verified: bool = False
+    # An openly registered client expires when unused (touched on use); a metadata-document client's
+    # cached copy expires with its cache lifetime. None: never.
+    expires_at: int | None = None
 
     @property
     def confidential(self) -> bool:

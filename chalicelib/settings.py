@@ -13,6 +13,7 @@ from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 STAGES = ("local", "dev", "prod")
+REGISTRATION_POLICIES = ("token", "open")
 # One DynamoDB or KMS call, all attempts included, must end before the Lambda (25 s in .chalice/config.json)
 # and API Gateway (29 s) give up, so a slow dependency is our own 503 rather than a gateway 504.
 AWS_CALL_BUDGET_SECONDS = 24
@@ -48,6 +49,19 @@ class Settings:
     ddb_connect_timeout_seconds: float
     ddb_read_timeout_seconds: float
     ddb_max_retries: int
+    registration_policy: str  # token: an initial access token is required; open: public clients may self-register
+    open_registration_idle_seconds: int
+    open_registration_per_source_per_hour: int
+    open_registration_per_hour: int
+    client_id_metadata_documents: bool
+    metadata_document_min_cache_seconds: int
+    metadata_document_max_cache_seconds: int
+    outbound_ca_file: str | None
+
+    @property
+    def outbound_loopback_allowed(self) -> bool:
+        """Outbound fetches (Client ID Metadata Documents) may reach loopback only in the local stage."""
+        return self.stage == "local"
 
     @property
     def secure_cookies(self) -> bool:
@@ -115,6 +129,16 @@ _NUMBERS: dict[str, tuple[str, str, Callable[[str], object]]] = {
         "DDB_CONNECT_TIMEOUT_SECONDS", "2", _float("DDB_CONNECT_TIMEOUT_SECONDS", 0.1, 10)),
     "ddb_read_timeout_seconds": ("DDB_READ_TIMEOUT_SECONDS", "4", _float("DDB_READ_TIMEOUT_SECONDS", 0.1, 10)),
     "ddb_max_retries": ("DDB_MAX_RETRIES", "2", _int("DDB_MAX_RETRIES", 0, 5)),
+    "open_registration_idle_seconds": (
+        "OPEN_REGISTRATION_IDLE_SECONDS", str(30 * _DAY), _int("OPEN_REGISTRATION_IDLE_SECONDS", 3600, 365 * _DAY)),
+    "open_registration_per_source_per_hour": (
+        "OPEN_REGISTRATION_PER_SOURCE_PER_HOUR", "10", _int("OPEN_REGISTRATION_PER_SOURCE_PER_HOUR", 1, 10000)),
+    "open_registration_per_hour": (
+        "OPEN_REGISTRATION_PER_HOUR", "1000", _int("OPEN_REGISTRATION_PER_HOUR", 1, 1_000_000)),
+    "metadata_document_min_cache_seconds": (
+        "METADATA_DOCUMENT_MIN_CACHE_SECONDS", "300", _int("METADATA_DOCUMENT_MIN_CACHE_SECONDS", 60, _DAY)),
+    "metadata_document_max_cache_seconds": (
+        "METADATA_DOCUMENT_MAX_CACHE_SECONDS", str(_DAY), _int("METADATA_DOCUMENT_MAX_CACHE_SECONDS", 60, 7 * _DAY)),
 }
 
 
@@ -145,6 +169,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     }
     for field_name, (variable, default, parse) in _NUMBERS.items():
         values[field_name] = parse(get(variable, default))
+    values.update(_registration(get))
+    if values["metadata_document_min_cache_seconds"] > values["metadata_document_max_cache_seconds"]:  # type: ignore[operator]
+        raise ConfigError("METADATA_DOCUMENT_MIN_CACHE_SECONDS must not exceed METADATA_DOCUMENT_MAX_CACHE_SECONDS")
     if values["refresh_idle_seconds"] > values["refresh_absolute_seconds"]:  # type: ignore[operator]
         raise ConfigError("REFRESH_IDLE_SECONDS must not exceed REFRESH_ABSOLUTE_SECONDS")
     connect, read, retries = (values[name] for name in
@@ -158,6 +185,20 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     missing = {f.name for f in fields(Settings)} - values.keys()
     assert not missing, missing
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _registration(get: Callable[..., str]) -> dict[str, object]:
+    """Who may register clients, and the outbound fetch of Client ID Metadata Documents."""
+    policy = get("REGISTRATION_POLICY", "token")
+    if policy not in REGISTRATION_POLICIES:
+        raise ConfigError(f"REGISTRATION_POLICY must be one of {', '.join(REGISTRATION_POLICIES)}, got {policy!r}")
+    documents = get("CLIENT_ID_METADATA_DOCUMENTS", "on")
+    if documents not in ("on", "off"):
+        raise ConfigError(f"CLIENT_ID_METADATA_DOCUMENTS must be on or off, got {documents!r}")
+    # the standard CA bundle variables (requests' and OpenSSL's), so a test or a proxy can add its own CA
+    ca_file = get("REQUESTS_CA_BUNDLE", "") or get("SSL_CERT_FILE", "") or None
+    return {"registration_policy": policy, "client_id_metadata_documents": documents == "on",
+            "outbound_ca_file": ca_file}
 
 
 def worst_aws_call_seconds(connect_timeout: float, read_timeout: float, max_retries: int) -> float:

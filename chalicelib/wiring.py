@@ -6,6 +6,7 @@ the app costs no AWS client and tests can start moto before anything talks to AW
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,11 @@ from botocore.config import Config
 from chalicelib import clock
 from chalicelib.crypto.envelope import Envelope
 from chalicelib.crypto.keyring import KeyRing
+from chalicelib.oauth.cimd import MetadataDocuments
 from chalicelib.oauth.clients import ClientDirectory
 from chalicelib.oauth.sessions import Sessions
 from chalicelib.oauth.tokens import AccessTokens
+from chalicelib.outbound import OutboundPolicy, fetch_json_document
 from chalicelib.settings import Settings, get_settings
 from chalicelib.store.dynamo import DynamoStore, bind_models, shared_connection
 
@@ -67,10 +70,20 @@ def build(settings: Settings) -> Services:
         publish_retired_seconds=settings.access_token_seconds + JWKS_CACHE_MARGIN_SECONDS,
     )
     access_tokens = AccessTokens(keyring, settings.issuer, settings.access_token_seconds, clock.now)
-    clients = ClientDirectory(store, settings.client_cache_seconds, clock.now)
+    clients = ClientDirectory(store, settings.client_cache_seconds, clock.now, metadata_documents(settings, store),
+                              settings.open_registration_idle_seconds)
     sessions = Sessions(store, settings.session_seconds, clock.now)
     services = holder["services"] = Services(settings, store, keyring, access_tokens, clients, sessions)
     return services
+
+
+def metadata_documents(settings: Settings, store: DynamoStore) -> MetadataDocuments | None:
+    """Client ID Metadata Documents, fetched under the outbound policy (loopback only in the local stage)."""
+    if not settings.client_id_metadata_documents:
+        return None
+    policy = OutboundPolicy(allow_loopback=settings.outbound_loopback_allowed, ca_file=settings.outbound_ca_file)
+    return MetadataDocuments(store, functools.partial(fetch_json_document, policy=policy), clock.now,
+                             settings.metadata_document_min_cache_seconds, settings.metadata_document_max_cache_seconds)
 
 
 def services() -> Services:

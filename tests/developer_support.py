@@ -140,11 +140,12 @@ class LocalRun:
 
 
 @contextlib.contextmanager
-def local_run(tmp_path: Path, startup_seconds: float = 90) -> Iterator[LocalRun]:
+def local_run(tmp_path: Path, startup_seconds: float = 90, extra_env: dict[str, str] | None = None
+              ) -> Iterator[LocalRun]:
     """`python -m chalicelib.local` on free ports (moto server + chalice local), stopped at the end."""
     port, moto_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("ISSUER_URL", "AWS_ENDPOINT_URL", "API_AUDIENCE")}
-    env.update({"PORT": str(port), "MOTO_PORT": str(moto_port), "PYTHONUNBUFFERED": "1"})
+    env.update({"PORT": str(port), "MOTO_PORT": str(moto_port), "PYTHONUNBUFFERED": "1", **(extra_env or {})})
     log_path = tmp_path / "local-run.log"
     run = LocalRun(f"http://127.0.0.1:{port}", log_path)
     with open(log_path, "wb") as log:

@@ -213,6 +213,10 @@ ACCEPTED = [
     ("http://localhost:3000/cb", False),
     ("com.example.app:/oauth2redirect", True),
     ("com.example.app:/oauth2redirect", True),
+    # the private-use schemes agents really use (RFC 8252 §7.1 asks for reverse-DNS, they don't)
+    ("cursor://anysphere.cursor-retrieval/oauth/user-clipron/callback", True),
+    ("vscode://vscode.github-authentication/did-authenticate", True),
+    ("myapp:/cb", True),
 ]
 REFUSED = [
     ("http://app.example/callback", False),  # plain http off loopback
@@ -236,7 +240,16 @@ REFUSED = [
     ('https://app.example/"><script>alert(1)</script>', False),  # not URI characters (RFC 3986)
     ("https://app.example/{id}|x^", False),
     ("com.example.app:/cb", False),  # a private-use scheme is for public (native) clients only
-    ("myapp:/cb", True),  # not reverse-DNS
+    ("JavaScript:alert(1)//", True),  # upper case: a browser runs it all the same
+    ("vbscript:msgbox(1)", True),
+    ("file:///etc/passwd", True),
+    ("about:blank", True),
+    ("blob:https://app.example/0f0f", True),
+    ("view-source:https://app.example/", True),
+    ("ws://app.example/cb", True),
+    ("chrome-extension://abcdef/cb", True),
+    ("ab:/cb", True),  # too short to be an app's own scheme
+    ("cursor:", True),  # nothing after the scheme
     ("com.example.app://host:99/cb", True),
     ("", False),
 ]

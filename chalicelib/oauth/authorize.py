@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 from chalicelib.crypto.secrets import digest, new_id, new_token
 from chalicelib.oauth import pkce
 from chalicelib.oauth import scopes as scope_rules
+from chalicelib.oauth.cimd import is_metadata_url
 from chalicelib.oauth.clients import ClientDirectory, match_redirect_uri
 from chalicelib.oauth.errors import (
     AccessDenied,
@@ -147,6 +148,8 @@ def trusted_client(
     if client_id is None:
         raise UntrustedRequest("The request does not say which application is asking (client_id is missing).")
     client = clients.get(client_id)
+    if client is None and is_metadata_url(client_id):
+        raise UntrustedRequest("Clipron could not use the metadata document that identifies this application.")
     if client is None:
         raise UntrustedRequest("The application that sent you here is not registered with Clipron.")
     requested = values.get("redirect_uri")

@@ -11,8 +11,9 @@ from typing import Callable, Protocol
 from urllib.parse import unquote_plus
 
 from chalicelib.crypto.secrets import digest, digests_equal
+from chalicelib.oauth.cimd import MAX_METADATA_URL, is_metadata_url
 from chalicelib.oauth.errors import InvalidClient, InvalidRequest, TooManyRequests
-from chalicelib.records import ClientRecord
+from chalicelib.records import ClientRecord, live
 
 REALM = 'Basic realm="clipron"'
 MAX_CLIENT_ID = 128
@@ -26,7 +27,14 @@ _LOOPBACK_URI = re.compile(r"http://(?P<host>127\.0\.0\.1|\[::1\])(?::(?P<port>[
 
 class ClientStore(Protocol):
     def get_client(self, client_id: str) -> ClientRecord | None: ...
+    def touch_client(self, client_id: str, expires_at: int) -> None: ...
     def count_attempt(self, key: str, window_seconds: int) -> int: ...
+
+
+class ClientResolver(Protocol):
+    """Clients identified by an https URL (Client ID Metadata Documents, oauth/cimd.py)."""
+
+    def resolve(self, url: str) -> ClientRecord | None: ...
 
 
 @dataclass(frozen=True)
@@ -44,22 +52,37 @@ class ClientDirectory:
     Lambda instances see it within `ttl_seconds` (F-21).
     """
 
-    def __init__(self, store: ClientStore, ttl_seconds: int, clock: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        store: ClientStore,
+        ttl_seconds: int,
+        clock: Callable[[], int],
+        documents: ClientResolver | None = None,
+        idle_seconds: int = 0,
+    ) -> None:
         self.store = store
         self.ttl_seconds = ttl_seconds
         self.clock = clock
+        self.documents = documents  # None: URL client ids are not resolved (metadata documents off)
+        self.idle_seconds = idle_seconds  # how long an openly registered client lives unused
         self._cache: dict[str, tuple[int, ClientRecord | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, client_id: str) -> ClientRecord | None:
-        if not client_id or len(client_id) > MAX_CLIENT_ID:
+        by_document = self.documents is not None and is_metadata_url(client_id)
+        if not client_id or len(client_id) > (MAX_METADATA_URL if by_document else MAX_CLIENT_ID):
             return None
         now = self.clock()
         with self._lock:
             cached = self._cache.get(client_id)
-        if cached is not None and now - cached[0] < self.ttl_seconds:
+        if cached is not None and now - cached[0] < self.ttl_seconds and live(_expiry(cached[1]), now):
             return cached[1]
-        client = self.store.get_client(client_id)
+        if by_document:
+            assert self.documents is not None
+            client = self.documents.resolve(client_id)
+        else:
+            client = self.store.get_client(client_id)
+            self._keep_alive(client, now)
         if client is not None and client.disabled:
             client = None
         with self._lock:
@@ -71,6 +94,19 @@ class ClientDirectory:
     def forget(self, client_id: str) -> None:
         with self._lock:
             self._cache.pop(client_id, None)
+
+    def _keep_alive(self, client: ClientRecord | None, now: int) -> None:
+        """An expiring (openly registered) client in use lives on: its expiry moves forward, with one
+        write only once half of its idle lifetime has passed, so use costs almost nothing."""
+        if client is None or client.expires_at is None or self.idle_seconds <= 0:
+            return
+        if client.expires_at - now < self.idle_seconds // 2:
+            client.expires_at = now + self.idle_seconds
+            self.store.touch_client(client.client_id, client.expires_at)
+
+
+def _expiry(client: ClientRecord | None) -> int | None:
+    return client.expires_at if client is not None else None
 
 
 def _invalid_client(used_basic: bool, description: str = "client authentication failed") -> InvalidClient:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 
 from chalicelib.oauth import registration
 from chalicelib.oauth import scopes as scope_rules
+from chalicelib.oauth.cimd import MAX_METADATA_URL, app_ref, client_id_from_ref, document_host, is_metadata_url
 from chalicelib.oauth.clients import MAX_CLIENT_ID
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, TemporarilyUnavailable
 from chalicelib.records import ClientRecord, ConditionFailed, ConsentRecord, GrantRecord, OwnedApp
@@ -41,6 +42,7 @@ class DeveloperStore(Protocol):
     def list_consents(self, user_id: str) -> list[ConsentRecord]: ...
     def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None: ...
     def delete_consent(self, user_id: str, client_id: str) -> None: ...
+    def get_metadata_client(self, client_id: str) -> ClientRecord | None: ...
 
 
 class ClientCache(Protocol):
@@ -63,6 +65,11 @@ class ConnectedApp:
     name: str
     scopes: list[tuple[str, str]]  # (scope, what it lets the app do)
     granted_at: int
+
+    @property
+    def ref(self) -> str:
+        """The client id as one URL path segment (a metadata-document client's id is an https URL)."""
+        return app_ref(self.client_id)
 
 
 def redirect_uri_lines(text: str) -> list[str]:
@@ -188,17 +195,28 @@ class Developer:
         """Every application the user has authorised and that still exists, newest first."""
         connected = []
         for consent in self.store.list_consents(user_id):
-            client = self.store.get_client(consent.client_id)
-            if client is None:
+            name = self._app_name(consent.client_id)
+            if name is None:
                 continue
             connected.append(
-                ConnectedApp(client.client_id, client.name, scope_rules.describe(consent.scopes), consent.granted_at)
+                ConnectedApp(consent.client_id, name, scope_rules.describe(consent.scopes), consent.granted_at)
             )
         return sorted(connected, key=lambda app: (-app.granted_at, app.name))
 
-    def revoke_access(self, user_id: str, client_id: str) -> None:
+    def _app_name(self, client_id: str) -> str | None:
+        """The name of an app that still exists; a metadata-document client is listed even when its cached
+        document has lapsed (its grants live on), under the host that publishes it."""
+        if is_metadata_url(client_id):
+            cached = self.store.get_metadata_client(client_id)
+            return cached.name if cached is not None else document_host(client_id)
+        client = self.store.get_client(client_id)
+        return client.name if client is not None else None
+
+    def revoke_access(self, user_id: str, client_ref: str) -> None:
         """Withdraw the user's consent and revoke every grant it produced, so their refresh tokens stop working."""
-        consent = self.store.get_consent(user_id, client_id) if client_id and len(client_id) <= MAX_CLIENT_ID else None
+        client_id = client_id_from_ref(client_ref)
+        longest = MAX_METADATA_URL if is_metadata_url(client_id) else MAX_CLIENT_ID
+        consent = self.store.get_consent(user_id, client_id) if client_id and len(client_id) <= longest else None
         if consent is None:
             raise AppNotFound()
         for grant_id in consent.grant_ids:

@@ -1,20 +1,30 @@
 """RFC 7591 dynamic client registration and RFC 7592 client management.
 
 POST /register is authorised by an initial access token an operator issued (stored as a digest,
-with an expiry). The response carries a registration access token (stored as a digest on the
-client) that authorises GET/PUT/DELETE on the registration_client_uri.
+with an expiry). Under the `open` registration policy (MCP agents register themselves) a request
+without one may register a *public* client only: throttled per source address and overall, with
+least-privilege scopes, unverified, and expiring when left unused. The response carries a
+registration access token (stored as a digest on the client) that authorises GET/PUT/DELETE on the
+registration_client_uri.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from chalicelib.crypto.secrets import digest, digests_equal, new_token, secret_matches
 from chalicelib.oauth import registration
 from chalicelib.oauth.clients import MAX_CLIENT_ID
 from chalicelib.oauth.developer import ClientCache, DeveloperStore, delete_application
-from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken, TemporarilyUnavailable
+from chalicelib.oauth.errors import (
+    InvalidClientMetadata,
+    InvalidRequest,
+    InvalidToken,
+    TemporarilyUnavailable,
+    TooManyRequests,
+)
 from chalicelib.records import ClientRecord, ConditionFailed, RegistrationTokenRecord
 
 REALM = 'Bearer realm="clipron"'
@@ -26,8 +36,20 @@ _SERVER_OWNED = ("registration_access_token", "registration_client_uri", "client
                  "client_id_issued_at")
 
 
+OPEN_WINDOW_SECONDS = 3600
+
+
 class RegistrationStore(DeveloperStore, Protocol):
     def get_registration_token(self, token_digest: str) -> RegistrationTokenRecord | None: ...
+    def count_attempt(self, key: str, window_seconds: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class RegistrationPolicy:
+    open: bool = False  # settings.registration_policy == "open"
+    idle_seconds: int = 30 * 86400
+    per_source_per_hour: int = 10
+    per_hour: int = 1000
 
 
 def _unauthorised(description: str | None) -> InvalidToken:
@@ -51,6 +73,16 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
+def _public_only(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Open registration registers public clients only; an absent method means none (RFC 7591 §3.2.1
+    lets the server choose, and says so in the response)."""
+    method = metadata.get("token_endpoint_auth_method", "none")
+    if method != "none":
+        raise InvalidClientMetadata(
+            "without an initial access token only public clients register (token_endpoint_auth_method none)")
+    return {**metadata, "token_endpoint_auth_method": "none"}
+
+
 class Registrar:
     def __init__(
         self,
@@ -58,27 +90,50 @@ class Registrar:
         cache: ClientCache,
         clock: Callable[[], int],
         url: Callable[[str], str],
+        policy: RegistrationPolicy | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.clock = clock
         self.url = url  # absolute URL under the issuer
+        self.policy = policy or RegistrationPolicy()
 
     def client_uri(self, client_id: str) -> str:
         return self.url(f"/register/{client_id}")
 
     # -- RFC 7591 --
-    def authorise_registration(self, authorization: str | None) -> None:
-        """The initial access token must be known and unexpired (the store drops expired ones)."""
+    def authorise_registration(self, authorization: str | None, source_address: str = "") -> bool:
+        """True when an initial access token authorises the registration; False for an anonymous one
+        under the open policy (counted against its limits first: reserve before doing any work).
+
+        A token that is sent must be valid, open policy or not."""
+        if authorization is None and self.policy.open:
+            self._reserve_open_registration(source_address or "unknown")
+            return False
         token = bearer_token(authorization)
         if self.store.get_registration_token(digest(token)) is None:
             raise _unauthorised("the initial access token is invalid or expired")
+        return True
 
-    def register(self, metadata: Any) -> dict[str, Any]:
+    def _reserve_open_registration(self, source_address: str) -> None:
+        """Per source address, then overall (a source over its own limit does not eat the global one)."""
+        limits = ((f"register:source:{source_address}", self.policy.per_source_per_hour),
+                  ("register:all", self.policy.per_hour))
+        for key, limit in limits:
+            if self.store.count_attempt(key, OPEN_WINDOW_SECONDS) > limit:
+                retry = OPEN_WINDOW_SECONDS - self.clock() % OPEN_WINDOW_SECONDS
+                raise TooManyRequests("too many registrations; retry later", headers={"Retry-After": str(retry)})
+
+    def register(self, metadata: Any, with_token: bool = True) -> dict[str, Any]:
         """A new client from the metadata; the client secret and registration access token appear only here."""
         if not isinstance(metadata, dict):
             raise InvalidClientMetadata("the request body must be a JSON object of client metadata")
-        registered = registration.build_client(metadata, None, self.clock())
+        now = self.clock()
+        if with_token:
+            registered = registration.build_client(metadata, None, now)
+        else:
+            registered = registration.build_client(_public_only(metadata), None, now)
+            registered.client.expires_at = now + self.policy.idle_seconds
         access_token = new_token()
         registered.client.registration_token_digest = digest(access_token)
         self.store.create_client(registered.client)

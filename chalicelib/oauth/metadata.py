@@ -36,4 +36,6 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
             "authorization_response_iss_parameter_supported": True,
         }
     )
+    if settings.client_id_metadata_documents:
+        metadata["client_id_metadata_document_supported"] = True
     return metadata

@@ -22,7 +22,16 @@ APP_TYPES = {
 }
 MAX_REDIRECT_URIS = 10
 MAX_URI_LENGTH = 2000
-_PRIVATE_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+$")  # reverse-DNS (RFC 8252 §7.1)
+APPLICATION_TYPES = ("web", "native")  # OIDC Registration application_type (MCP SEP-837)
+# a private-use URI scheme (RFC 8252 §7.1): reverse-DNS ones (com.example.app:/cb) and the short ones
+# agents really use (cursor://, vscode://); lower case, at least three characters
+_PRIVATE_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]{2,63}$")
+# schemes a browser or the OS treats as content, script, files or other protocols: never a redirect target
+_FORBIDDEN_SCHEMES = frozenset({
+    "javascript", "vbscript", "data", "file", "blob", "filesystem", "about", "view-source", "jar", "ftp", "ftps",
+    "ws", "wss", "mailto", "tel", "sms", "urn", "chrome", "chrome-extension", "moz-extension", "resource",
+    "intent", "content", "ms-settings", "smb", "ldap", "gopher", "ssh", "telnet", "http", "https",
+})
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,44 @@ def validate_redirect_uri(uri: str, public_client: bool) -> str:
         if host == "localhost" or _is_loopback_ip(host):
             return uri
         raise InvalidRedirectUri(f"the redirect URI {uri} must use https (http only on loopback)")
-    if public_client and _PRIVATE_SCHEME.match(parts.scheme) and port is None:
+    if public_client and is_private_use_scheme(uri) and port is None:
         return uri
     raise InvalidRedirectUri(f"the redirect URI {uri} must use https, loopback http or a private-use scheme")
+
+
+def is_private_use_scheme(uri: str) -> bool:
+    """A native app's own scheme (RFC 8252 §7.1), never one that runs script or opens content or files.
+
+    The raw scheme must already be lower case: urlsplit would lower `JavaScript:` into something that
+    passes a deny-list check while the browser still runs it."""
+    scheme, colon, rest = uri.partition(":")
+    return bool(colon and rest and _PRIVATE_SCHEME.match(scheme) and scheme not in _FORBIDDEN_SCHEMES)
+
+
+def is_loopback_uri(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and (parts.hostname == "localhost" or _is_loopback_ip(parts.hostname or ""))
+
+
+def _check_application_type(metadata: dict[str, Any], redirect_uris: list[str]) -> None:
+    """OIDC Registration §2: a native app redirects to loopback or its own scheme; a web app to https.
+    When application_type is absent nothing more is required than each URI's own rules."""
+    if "application_type" not in metadata:
+        return
+    kind = metadata["application_type"]
+    if kind not in APPLICATION_TYPES:
+        raise InvalidClientMetadata("application_type must be web or native")
+    for uri in redirect_uris:
+        native_uri = is_loopback_uri(uri) or is_private_use_scheme(uri)
+        if kind == "native" and not native_uri:
+            raise InvalidRedirectUri("a native application redirects to loopback http or a private-use scheme")
+        if kind == "web" and is_private_use_scheme(uri):
+            raise InvalidRedirectUri("a web application redirects to https")
+
+
+def default_scopes() -> list[str]:
+    """What a registration that names no scope may ask for: every read scope, never a write scope."""
+    return sorted(s for s in scope_rules.CATALOGUE if not s.startswith("write:"))
 
 
 def _is_loopback_ip(host: str) -> bool:
@@ -101,13 +145,14 @@ def validate_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     if len(redirect_uris) > MAX_REDIRECT_URIS:
         raise InvalidRedirectUri(f"at most {MAX_REDIRECT_URIS} redirect URIs")
     redirect_uris = [validate_redirect_uri(uri, method == "none") for uri in dict.fromkeys(redirect_uris)]
+    _check_application_type(metadata, redirect_uris)
     if "scope" in metadata and not isinstance(metadata["scope"], str):
         raise InvalidClientMetadata("scope must be a string of space-separated scopes")
     try:
         requested = scope_rules.parse_scope(metadata.get("scope")) if "scope" in metadata else None
     except OAuthError:
         raise InvalidClientMetadata("scope is malformed") from None
-    client_scopes = requested if requested is not None else sorted(scope_rules.CATALOGUE)
+    client_scopes = requested if requested is not None else default_scopes()  # least privilege
     unknown_scopes = [s for s in client_scopes if s not in scope_rules.CATALOGUE]
     if unknown_scopes:
         raise InvalidClientMetadata(f"unknown scope {unknown_scopes[0]}")
@@ -123,8 +168,12 @@ def validate_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_client(metadata: dict[str, Any], owner_id: str | None, now: int) -> RegisteredClient:
-    """A new client from validated metadata, with a fresh secret for confidential clients."""
+def build_client(
+    metadata: dict[str, Any], owner_id: str | None, now: int, *, verified: bool = False
+) -> RegisteredClient:
+    """A new client from validated metadata, with a fresh secret for confidential clients.
+
+    `verified`: the operator registers it (CLI); every self-registered app is unverified."""
     accepted = validate_metadata(metadata)
     method = accepted["token_endpoint_auth_method"]
     secret = new_token() if method != "none" else None
@@ -139,6 +188,7 @@ def build_client(metadata: dict[str, Any], owner_id: str | None, now: int) -> Re
         owner_id=owner_id,
         secrets=[ClientSecret(digest(secret))] if secret else [],
         created_at=now,
+        verified=verified,
     )
     return RegisteredClient(client, secret)
 

@@ -197,8 +197,8 @@ def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None)
     return cls(**values)
 
 
-def _client_record(item: Item | None) -> ClientRecord | None:
-    record = _record(ClientRecord, item)
+def _client_record(item: Item | None, now: int | None = None) -> ClientRecord | None:
+    record = _record(ClientRecord, item, now)
     if record is not None:
         record.secrets = [ClientSecret(**s) if isinstance(s, dict) else s for s in record.secrets]
     return record
@@ -246,7 +246,26 @@ class DynamoStore:
         return _item("app", f"user#{client.owner_id}", f"app#{client.client_id}", owned)
 
     def get_client(self, client_id: str) -> ClientRecord | None:
-        return _client_record(self._get(f"client#{client_id}", "client"))
+        """The client; None when absent or expired (an openly registered client left unused)."""
+        return _client_record(self._get(f"client#{client_id}", "client"), self.clock())
+
+    def touch_client(self, client_id: str, expires_at: int) -> None:
+        """Push an expiring client's expiry forward (never back); a deleted or expired client stays gone."""
+        now = self.clock()
+        condition = Item.pk.exists() & (Item.expires_at > now) & (Item.expires_at < expires_at)
+        try:
+            with _translated():
+                Item(f"client#{client_id}", "client").update(actions=[Item.expires_at.set(expires_at)],
+                                                             condition=condition)
+        except ConditionFailed:
+            pass  # another request touched it first, or it is gone: nothing to extend
+
+    # -- Client ID Metadata Documents: the validated client, cached until its expiry --
+    def get_metadata_client(self, client_id: str) -> ClientRecord | None:
+        return _client_record(self._get(f"cimd#{client_id}", "cimd"), self.clock())
+
+    def put_metadata_client(self, client: ClientRecord) -> None:
+        self._put(_item("cimd", f"cimd#{client.client_id}", "cimd", client))
 
     def create_client(self, client: ClientRecord) -> None:
         """Write the client and, for an owned app, the owner's index item, all or nothing."""

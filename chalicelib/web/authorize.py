@@ -23,6 +23,7 @@ from chalicelib.oauth.authorize import (
     UntrustedRequest,
     describe_scopes,
 )
+from chalicelib.oauth.cimd import document_host
 from chalicelib.oauth.sessions import csrf_token
 from chalicelib.records import SessionRecord
 from chalicelib.web.common import (
@@ -264,6 +265,8 @@ def consent_form() -> Response:
         headers=_allowing_redirect_to(request.redirect_uri),
         title=f"Allow {request.client.name}?",
         client_name=request.client.name,
+        verified=request.client.verified,
+        document_host=document_host(request.client.client_id),
         redirect_host=urlsplit(request.redirect_uri).netloc or request.redirect_uri,
         scopes=describe_scopes(request),
         action=services().settings.url("/consent"),

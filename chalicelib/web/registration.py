@@ -6,7 +6,7 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 
 from chalicelib import clock
-from chalicelib.oauth.dynamic_registration import Registrar
+from chalicelib.oauth.dynamic_registration import Registrar, RegistrationPolicy
 from chalicelib.oauth.errors import InvalidClientMetadata
 from chalicelib.web.common import ANY_BODY, NO_STORE, guarded, json_body, json_response, method_not_allowed
 from chalicelib.wiring import services
@@ -16,11 +16,24 @@ bp = Blueprint(__name__)
 
 def registrar() -> Registrar:
     s = services()
-    return Registrar(s.store, s.clients, clock.now, s.settings.url)
+    settings = s.settings
+    policy = RegistrationPolicy(
+        open=settings.registration_policy == "open",
+        idle_seconds=settings.open_registration_idle_seconds,
+        per_source_per_hour=settings.open_registration_per_source_per_hour,
+        per_hour=settings.open_registration_per_hour,
+    )
+    return Registrar(s.store, s.clients, clock.now, settings.url, policy)
 
 
 def _authorization(request: Request) -> str | None:
     return request.headers.get("authorization")
+
+
+def source_address(request: Request) -> str:
+    """The caller's address as API Gateway saw it (requestContext.identity.sourceIp; chalice local sets it too)."""
+    identity = (request.context or {}).get("identity") or {}
+    return str(identity.get("sourceIp") or "")
 
 
 @bp.route("/register", methods=["POST"], content_types=ANY_BODY)
@@ -28,8 +41,8 @@ def _authorization(request: Request) -> str | None:
 def register() -> Response:
     request = bp.current_request
     registration = registrar()
-    registration.authorise_registration(_authorization(request))
-    return json_response(registration.register(json_body(request, InvalidClientMetadata)), status=201)
+    with_token = registration.authorise_registration(_authorization(request), source_address(request))
+    return json_response(registration.register(json_body(request, InvalidClientMetadata), with_token), status=201)
 
 
 @bp.route("/register/{client_id}", methods=["GET"])
