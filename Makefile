@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean vendor deploy package
+.PHONY: run mcp test lint bench clean vendor deploy package
 
 $(STAMP): requirements.txt requirements-vendor.txt requirements-dev.txt
 	@if [ -z "$(PYTHON)" ]; then echo "error: Python 3.12 not found (set PYTHON=/path/to/python3.12)" >&2; exit 2; fi
@@ -18,6 +18,10 @@ $(STAMP): requirements.txt requirements-vendor.txt requirements-dev.txt
 
 run: $(STAMP)
 	$(BIN)/python -m chalicelib.local
+
+# the example MCP server protected by Clipron (README "Connect AI agents"); start it beside `make run`
+mcp: $(STAMP)
+	$(BIN)/python examples/mcp_server.py
 
 # pytest runs on xdist workers (pyproject.toml). The wall time is printed even when tests fail; any
 # non-zero pytest exit fails the target, 5 (no test collected) included, so CI never passes on nothing.
