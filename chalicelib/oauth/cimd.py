@@ -11,12 +11,12 @@ a lifetime that honours Cache-Control within the operator's bounds.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
+from chalicelib import strict_json
 from chalicelib.oauth import registration
 from chalicelib.oauth.errors import OAuthError
 from chalicelib.outbound import Fetched, FetchRefused
@@ -103,24 +103,15 @@ def cache_seconds(cache_control: str, low: int, high: int) -> int:
     return max(low, min(high, int(match.group(1))))
 
 
-def _strict_json(body: bytes) -> Any:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        if len({name for name, _ in pairs}) != len(pairs):
-            raise DocumentRefused("a member of the document appears twice")
-        return dict(pairs)
-
-    try:
-        return json.loads(body.decode("utf-8", errors="strict"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise DocumentRefused("the document is not valid JSON") from None
-
-
 def client_from_document(url: str, fetched: Fetched, now: int, expires_at: int) -> ClientRecord:
     """The client a fetched document describes; DocumentRefused when it does not describe one for `url`."""
     content_type = fetched.content_type.split(";")[0].strip().lower()
     if not _JSON_TYPE.match(content_type):
         raise DocumentRefused("the document is not served as JSON")
-    document = _strict_json(fetched.body)
+    try:
+        document = strict_json.loads(fetched.body)
+    except ValueError:
+        raise DocumentRefused("the document is not valid JSON (or names a member twice)") from None
     if not isinstance(document, dict):
         raise DocumentRefused("the document is not a JSON object")
     if document.get("client_id") != url:  # exact string comparison (draft §4.1)

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from chalice import Response
 from chalice.app import Request
 
+from chalicelib import strict_json
 from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.keyring import NoSigningKey
 from chalicelib.oauth.errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
@@ -110,14 +111,11 @@ def json_body(request: Request, malformed: type[OAuthError] = InvalidRequest) ->
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidRequest("the request body is too large", status=413)
 
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        if len({name for name, _ in pairs}) != len(pairs):
-            raise malformed("a member of the JSON body appears twice")
-        return dict(pairs)
-
     try:
-        return json.loads(raw.decode("utf-8", errors="strict"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, ValueError):
+        return strict_json.loads(raw)
+    except strict_json.DuplicateMember:
+        raise malformed("a member of the JSON body appears twice") from None
+    except ValueError:  # UnicodeDecodeError included
         raise malformed("the request body is not valid JSON") from None
 
 
