@@ -288,3 +288,33 @@ def test_scan_kinds_counts_items_by_kind(store):
     after = store.scan_kinds()
     for kind, added in {"user": 1, "email": 1, "client": 1, "app": 1}.items():
         assert after.get(kind, 0) - before.get(kind, 0) == added
+
+
+def test_an_expiring_client_is_dropped_on_read_and_touching_only_moves_its_expiry_forward(store):
+    client = _client("app_open")
+    client.expires_at = clock.now() + 100
+    store.create_client(client)
+    store.touch_client("app_open", clock.now() + 50)  # never backwards
+    assert store.get_client("app_open").expires_at == clock.now() + 100
+    store.touch_client("app_open", clock.now() + 300)
+    assert store.get_client("app_open").expires_at == clock.now() + 300
+    clock.travel(300)
+    assert store.get_client("app_open") is None
+    store.touch_client("app_open", clock.now() + 300)  # an expired client stays gone
+    assert store.get_client("app_open") is None
+    store.touch_client("app_missing", clock.now() + 300)  # and a missing one is not created
+    assert store.get_client("app_missing") is None
+    store.create_client(_client("app_forever"))  # no expiry: touching does nothing either
+    store.touch_client("app_forever", clock.now() + 300)
+    assert store.get_client("app_forever").expires_at is None
+
+
+def test_a_metadata_document_client_is_cached_until_its_expiry(store):
+    url = "https://agent.example/client.json"
+    client = _client(url)
+    client.expires_at = clock.now() + 60
+    store.put_metadata_client(client)
+    assert store.get_metadata_client(url).client_id == url
+    assert store.get_client(url) is None  # not a registered client
+    clock.travel(60)
+    assert store.get_metadata_client(url) is None

@@ -67,8 +67,8 @@ def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None)
     return cls(**values)
 
 
-def _client_record(item: Item | None) -> ClientRecord | None:
-    record = _record(ClientRecord, item)
+def _client_record(item: Item | None, now: int | None = None) -> ClientRecord | None:
+    record = _record(ClientRecord, item, now)
     if record is not None:
         record.secrets = [ClientSecret(**s) if isinstance(s, dict) else s for s in record.secrets]
     return record
@@ -158,7 +158,22 @@ class MemoryStore:
         return (f"user#{client.owner_id}", f"app#{client.client_id}"), _item("app", owned)
 
     def get_client(self, client_id: str) -> ClientRecord | None:
-        return _client_record(self._get(f"client#{client_id}", "client"))
+        """The client; None when absent or expired (an openly registered client left unused)."""
+        return _client_record(self._get(f"client#{client_id}", "client"), self.clock())
+
+    def touch_client(self, client_id: str, expires_at: int) -> None:
+        """Push an expiring client's expiry forward (never back); a deleted or expired client stays gone."""
+        with self._lock:
+            item = self._items.get((f"client#{client_id}", "client"))
+            if _unexpired(item, self.clock()) and item is not None and item["expires_at"] < expires_at:
+                item["expires_at"] = expires_at
+
+    # -- Client ID Metadata Documents: the validated client, cached until its expiry --
+    def get_metadata_client(self, client_id: str) -> ClientRecord | None:
+        return _client_record(self._get(f"cimd#{client_id}", "cimd"), self.clock())
+
+    def put_metadata_client(self, client: ClientRecord) -> None:
+        self._put((f"cimd#{client.client_id}", "cimd"), _item("cimd", client))
 
     def create_client(self, client: ClientRecord) -> None:
         """The client and, for an owned app, the owner's index item, all or nothing."""
