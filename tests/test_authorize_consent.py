@@ -29,6 +29,8 @@ from tests.authorize_support import (
     sign_in,
 )
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
 
 
@@ -53,6 +55,7 @@ def kinds(aws) -> dict[str, int]:
     return aws.store.scan_kinds()
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_no_session_means_login_first_and_no_code(http, user, aws):
     response = Browser(http).get(az())
     assert response.status_code == 302
@@ -60,6 +63,7 @@ def test_no_session_means_login_first_and_no_code(http, user, aws):
     assert codes() == [] and kinds(aws).get("authreq") == 1
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_full_flow_login_consent_code(http, user, aws):
     browser = Browser(http)
     start = browser.get(az(scope="read:analysis read:project", state="st&=1"))
@@ -97,6 +101,7 @@ def test_redirect_response_hygiene(browser):
     assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_deny_redirects_with_access_denied_state_and_iss(browser, aws, user):
     page = consent_page(browser, az(state="keep me"))
     response = decide(browser, page, "deny")
@@ -146,6 +151,7 @@ def test_prompt_none(http, browser, user):
     assert_redirect_error(browser.get(az(prompt="none login")), "invalid_request")
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_consent_csrf_token_from_another_session_is_refused(http, browser, user):
     page = consent_page(browser, az())
     other = Browser(http)
@@ -156,6 +162,7 @@ def test_consent_csrf_token_from_another_session_is_refused(http, browser, user)
     assert codes() == []
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_consent_csrf_token_from_another_request_is_refused(browser):
     first = consent_page(browser, az(state="one"))
     second = consent_page(browser, az(state="two"))
@@ -171,6 +178,7 @@ def test_consent_from_another_site_is_refused(browser):
     assert browser.post("/consent", form, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_approving_by_get_is_not_allowed(browser):
     page = consent_page(browser, az())
     response = browser.get(f"/consent?request={hidden(page, 'request')}&decision=allow")
@@ -178,6 +186,7 @@ def test_approving_by_get_is_not_allowed(browser):
     assert codes() == []
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_tampered_hidden_fields_are_ignored(browser, aws):
     page = consent_page(browser, az(scope="read:analysis"))
     form = {"csrf_token": hidden(page, "csrf_token"), "request": hidden(page, "request"), "decision": "allow",
@@ -191,6 +200,7 @@ def test_tampered_hidden_fields_are_ignored(browser, aws):
     assert record.client_id == "c1" and record.scope == "read:analysis"
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_consent_replay_gives_an_error_page_and_no_second_code(browser):
     page = consent_page(browser, az())
     assert decide(browser, page, "allow").status_code == 303
@@ -201,6 +211,7 @@ def test_consent_replay_gives_an_error_page_and_no_second_code(browser):
     assert_page(browser.get(f"/consent?request={hidden(page, 'request')}"))  # the finished id is gone too
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_expired_parked_request_gives_an_error_page(browser, aws):
     page = consent_page(browser, az())
     clock.travel(aws.settings.authorization_request_seconds)
@@ -227,6 +238,7 @@ def test_client_name_and_state_are_escaped(http, aws, user):
     assert "<script>" not in error.body.decode()
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_fast_path_makes_at_most_three_dynamodb_calls_and_parks_nothing(browser, aws):
     decide(browser, consent_page(browser, az()), "allow")
     calls: list[str] = []
@@ -250,6 +262,7 @@ def test_codes_are_unpredictable_and_short_lived(browser, aws):
     assert aws.settings.code_seconds <= 600
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_client_deleted_while_parked(browser, aws):
     page = consent_page(browser, az(client_id="c2", redirect_uri="https://c2.example/cb"))
     aws.store.delete_client(ClientRecord("c2", "C2", [], [], [], "client_secret_basic"))
@@ -279,6 +292,7 @@ def test_a_redirect_origin_unfit_for_a_header_is_never_pasted_into_the_policy(ht
     assert "script-src" not in page.headers["Content-Security-Policy"]
 
 
+@pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
 def test_concurrent_decisions_on_one_parked_request_issue_one_code(aws, user):
     """The parked request is consumed by a conditional delete: of 8 racing approvals exactly one wins."""
     import threading

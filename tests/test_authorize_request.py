@@ -25,6 +25,8 @@ from tests.authorize_support import (
     sign_in,
 )
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 
 @pytest.fixture
 def clients(aws):
@@ -121,6 +123,7 @@ def test_several_registered_uris_require_the_parameter(http, clients, signed_in)
     assert location(response).startswith("https://m1.example/b?code=")
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_single_registered_uri_is_used_when_omitted(signed_in, aws):
     """Policy pinned (A-15): with exactly one registered URI the parameter may be omitted."""
     response = signed_in.get(az("redirect_uri"))
@@ -185,6 +188,7 @@ def test_invalid_scope_redirects_only_to_the_registered_uri(http, clients):
         assert_redirect_error(http.get(az(scope=scope)), "invalid_scope")
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_scope_order_and_parameter_order_do_not_matter(signed_in, aws):
     pairs = [("state", "S1"), ("code_challenge_method", "S256"), ("scope", "read:project read:analysis"),
              ("client_id", "c1"), ("code_challenge", CH), ("redirect_uri", C1_URI), ("response_type", "code")]
@@ -321,6 +325,7 @@ def test_challenge_syntax(http, clients):
         assert_redirect_error(http.get(az(code_challenge=challenge)), "invalid_request")
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_confidential_client_may_omit_pkce_and_the_code_records_it(signed_in, aws):
     """Policy: PKCE is required for public clients; a confidential client's code without one is bound to none."""
     response = signed_in.get(az("code_challenge", "code_challenge_method"))
@@ -328,6 +333,7 @@ def test_confidential_client_may_omit_pkce_and_the_code_records_it(signed_in, aw
     assert _only_code(aws).code_challenge is None
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_the_code_is_bound_to_the_challenge(signed_in, aws):
     response_params(signed_in.get(az()))
     assert _only_code(aws).code_challenge == CH

@@ -21,6 +21,8 @@ from tests.token_helpers import (
     tokens_of,
 )
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 
 @pytest.fixture
 def world(aws):
@@ -101,6 +103,7 @@ def test_cc06_client_subject_never_collides_with_a_user_subject(http, world, aws
     assert claims.sub == "client:app_samename" != user.user_id
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_warm_client_credentials_makes_no_dynamodb_or_kms_call(http, world, aws):
     cc1 = world.clients["CC1"]
     tokens_of(_cc(http, cc1))  # warms the client cache and the signing key

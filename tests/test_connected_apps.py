@@ -14,6 +14,8 @@ from chalicelib.crypto.secrets import digest
 from chalicelib.records import ClientRecord, ClientSecret
 from tests.developer_support import FORM, ISS, issue_grant, sign_in
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 SECRET = "connected-secret"
 
 

@@ -15,6 +15,9 @@ from chalicelib.oauth import clients as client_auth
 from chalicelib.oauth.errors import InvalidClient
 from chalicelib.records import ClientRecord, ClientSecret
 from tests.developer_support import FORM, ISS, created_credentials, issue_grant, sign_in, table_dump
+from tests.token_helpers import freeze_clock
+
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 
@@ -64,6 +67,7 @@ def test_the_login_route_the_redirect_names_exists(http, aws):
     assert http.get("/login").status_code == 200
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_posts_without_a_session_are_refused(http, aws):
     body = urlencode({"name": "x", "app_type": "web", "redirect_uris": "https://a.example/cb"}).encode()
     response = http.post("/developer/apps", headers=FORM, body=body)
@@ -73,6 +77,7 @@ def test_posts_without_a_session_are_refused(http, aws):
 
 # -- creating ------------------------------------------------------------------------------------
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_create_web_app_shows_the_secret_once_and_stores_only_its_digest(aws, dev):
     response = dev.create_app("Analysis Dashboard", scopes=("read:analysis", "read:project"))
     assert response.status_code == 201
@@ -134,6 +139,7 @@ INVALID_APPS = [
 ]
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_invalid_app_is_refused_with_the_form_kept(aws, dev):
     for fields, message in INVALID_APPS:
         values = {"name": "Keep Me", "app_type": "web", "redirect_uris": "https://app.example/callback",
@@ -287,6 +293,7 @@ def _rotate(dev, client_id):
     return dev.submit(page, f"{page}/rotate", {})
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_rotation_without_overlap_stops_the_old_secret_at_once(aws, dev):
     client_id, old = created_credentials(dev.create_app("Rotating"))
     response = _rotate(dev, client_id)
@@ -300,7 +307,8 @@ def test_rotation_without_overlap_stops_the_old_secret_at_once(aws, dev):
     assert new not in dev.get(f"/developer/apps/{client_id}").body.decode()
 
 
-def test_rotation_overlap_keeps_the_old_secret_for_the_window_only(aws, dev):
+def test_rotation_overlap_keeps_the_old_secret_for_the_window_only(aws, dev, monkeypatch):
+    freeze_clock(monkeypatch)  # the overlap ends to the second: real time must not tick in between
     aws.settings = dataclasses.replace(aws.settings, secret_rotation_overlap_seconds=300)
     client_id, old = created_credentials(dev.create_app("Overlapping"))
     _, new = created_credentials(_rotate(dev, client_id))
@@ -440,6 +448,7 @@ def test_rotation_is_enforced_at_the_token_endpoint(aws, http, dev):
     assert refused.status_code == 401 and json.loads(refused.body)["error"] == "invalid_client"
 
 
+@pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
 def test_an_edit_racing_a_rotation_loses_neither(aws, dev, monkeypatch):
     """The edit read the client, then a rotation landed before its write: the edit is re-applied on top."""
     from chalicelib.oauth import registration

@@ -12,6 +12,8 @@ from chalicelib.records import CodeRecord, RefreshTokenRecord
 from tests.lifecycle_helpers import SECRET, basic, client_token, introspect, mint, post_form, revoke
 from tests.token_helpers import freeze_clock
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 INACTIVE = {"active": False}
 
 

@@ -20,6 +20,8 @@ from joserfc.jwk import KeySet
 from chalicelib import clock
 from tests.lifecycle_helpers import introspect, make_client, mint
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 INACTIVE = {"active": False}
 
 

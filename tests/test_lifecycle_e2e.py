@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.lifecycle_helpers import introspect, make_client
 from tests.token_helpers import assert_error, auth_for, exchange, make_world, post_token, refresh, tokens_of
+
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
 
 def test_exchange_introspect_call_the_api_revoke_then_refresh_fails(aws, http):

@@ -23,6 +23,8 @@ from tests.authorize_support import (
     sign_in,
 )
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 PAGE_SECURITY = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",

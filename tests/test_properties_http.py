@@ -17,6 +17,8 @@ from tests.authorize_support import CH, EMAIL, ISS, PASSWORD, Browser, add_fixtu
 from tests.test_properties_parsers import _only_the_loopback_port_differs, mutated
 from tests.token_helpers import FORM, V, make_world
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 HTTP = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 # RFC 6749 §5.2: the only error codes the token endpoint may answer with

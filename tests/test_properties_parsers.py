@@ -20,6 +20,8 @@ from chalicelib.oauth.errors import InvalidClient, InvalidRequest
 from chalicelib.records import ClientRecord
 from chalicelib.web.common import FORM, MAX_VALUE_LENGTH, form_pairs, form_parameters
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- Z-04 redirect matcher ---------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from tests.token_helpers import (
     tokens_of,
 )
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 DAY = 86400
 
 
@@ -126,6 +128,7 @@ def test_rt08_public_client_binding(http, world):
     tokens_of(refresh(http, p1, first["refresh_token"]))
 
 
+@pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
 def test_rt09_ten_parallel_refreshes_get_one_response_and_one_chain(http, world, aws):
     c1, first = _start(http, world)
     endpoint = endpoint_for(aws)
@@ -192,6 +195,7 @@ def test_grace_with_a_different_scope_is_no_repeat_and_does_not_revoke(http, wor
     tokens_of(refresh(http, c1, second["refresh_token"]))
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_grace_response_at_rest_is_sealed_under_the_presented_token(http, world, aws):
     from chalicelib.crypto.sealing import open_with_token
     from chalicelib.oauth.grants import GRACE_PURPOSE
@@ -275,6 +279,7 @@ def test_refresh_needs_the_refresh_grant(http, world):
     assert_error(refresh(http, nort, "A" * 43), 400, "unauthorized_client")
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_f05_failed_rotation_leaves_the_old_token_valid_and_no_successor(http, world, aws):
     c1, first = _start(http, world)
     with fault(aws, "TransactWriteItems", "ThrottlingException"):
@@ -287,6 +292,7 @@ def test_f05_failed_rotation_leaves_the_old_token_valid_and_no_successor(http, w
     tokens_of(refresh(http, c1, first["refresh_token"]))
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_f06_family_revocation_fails_closed(http, world, aws):
     c1, first = _start(http, world)
     tokens_of(refresh(http, c1, first["refresh_token"]))

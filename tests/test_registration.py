@@ -14,6 +14,8 @@ from chalicelib.oauth.errors import InvalidRedirectUri
 from chalicelib.records import RegistrationTokenRecord
 from tests.developer_support import ISS, issue_grant, plain_user, table_dump
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 TOKEN = "initial-access-token-for-tests"
 JSON = {"Content-Type": "application/json"}
 WEB = {"client_name": "Registered App", "redirect_uris": ["https://app.example/callback"]}
@@ -46,6 +48,7 @@ def manage(http, method: str, uri: str, token: str, metadata=None):
 
 # -- registration ---------------------------------------------------------------------------------
 
+@pytest.mark.store("dynamo")  # reads the DynamoDB items at rest
 def test_confidential_registration_returns_credentials_once_and_stores_digests(aws, reg):
     response = post(reg, {**WEB, "scope": "read:analysis write:analysis"})
     assert response.status_code == 201
@@ -113,6 +116,7 @@ def test_registration_endpoint_is_advertised(reg):
 
 # -- the initial access token ---------------------------------------------------------------------
 
+@pytest.mark.store("dynamo")  # reads the DynamoDB items at rest
 def test_missing_token_is_401_with_a_bare_bearer_challenge(aws, reg):
     response = post(reg, WEB, token=None)
     assert response.status_code == 401
@@ -188,6 +192,7 @@ METADATA_CASES = [
 ]
 
 
+@pytest.mark.store("dynamo")  # reads the DynamoDB items at rest
 def test_invalid_metadata_is_a_spec_shaped_400(aws, reg):
     for change, error in METADATA_CASES:  # one moto setup for all cases (each is a separate request)
         metadata = {**WEB, **change}

@@ -23,6 +23,8 @@ from tests.lifecycle_helpers import (
     revoke,
 )
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 
 def assert_empty_200(response) -> None:
     assert response.status_code == 200
@@ -180,6 +182,7 @@ def test_r08_a_public_client_revokes_its_own_token_and_is_silently_ignored_for_o
     assert not grant_revoked(clients, foreign)
 
 
+@pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
 def test_r09_concurrent_revocations_all_succeed_and_revoke_one_family(clients):
     minted = mint(clients, "c1")
     other = mint(clients, "c1")
@@ -209,6 +212,7 @@ def test_r09_a_revocation_racing_a_refresh_leaves_no_usable_token(clients, http)
     assert refresh_rotation_refused(clients, minted)  # the refresh lost: the family flag is checked
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_r10_a_store_failure_is_a_503_and_a_retry_revokes(clients, http):
     minted = mint(clients, "c1")
     events = shared_connection().client.meta.events

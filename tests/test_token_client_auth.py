@@ -23,6 +23,8 @@ from tests.token_helpers import (
     tokens_of,
 )
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 REALM = 'Basic realm="clipron"'
 
 
@@ -170,6 +172,7 @@ def test_t26_secret_comparison_is_constant_time(world, aws, monkeypatch):
     assert compared and all(len(a) == len(b) == 64 for a, b in compared)  # fixed-length SHA-256 digests
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_t26_only_digests_of_secrets_are_stored(world, aws):
     import boto3
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chalicelib import clock
 from chalicelib.oauth import accounts
 from tests.authorize_support import (
@@ -18,6 +20,8 @@ from tests.authorize_support import (
     sign_in,
 )
 from tests.token_helpers import assert_error, basic, post_token, tokens_of
+
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
 
 def test_a_code_from_authorize_redeems_once_and_its_tokens_refresh(http, aws):

@@ -22,6 +22,8 @@ from tests.token_helpers import (
     tokens_of,
 )
 
+pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
+
 
 @pytest.fixture
 def world(aws):
@@ -136,6 +138,7 @@ def test_t34_other_methods_get_405_and_no_token(http, world, method):
     assert _code_unused(world, code)
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 @pytest.mark.parametrize(
     "body, status",
     [
@@ -225,6 +228,7 @@ def test_t40_no_cors_on_the_token_endpoint(http, world):
     assert not any(name.lower().startswith("access-control-") for name in response.headers)
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_t41_token_quality_and_only_hashes_at_rest(http, world, aws):
     c1 = world.clients["C1"]
     code = world.issue_code(c1)
@@ -240,6 +244,7 @@ def test_t41_token_quality_and_only_hashes_at_rest(http, world, aws):
 
 # -- F-01, F-02: faults --
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_f01_throttled_code_read_is_a_503_and_the_code_survives(http, world, aws):
     c1 = world.clients["C1"]
     code = world.issue_code(c1)
@@ -252,6 +257,7 @@ def test_f01_throttled_code_read_is_a_503_and_the_code_survives(http, world, aws
     tokens_of(exchange(http, c1, code))
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_f02_condition_failure_in_the_transaction_is_invalid_grant(http, world, aws):
     c1 = world.clients["C1"]
     code = world.issue_code(c1)
@@ -260,6 +266,7 @@ def test_f02_condition_failure_in_the_transaction_is_invalid_grant(http, world, 
         assert_error(exchange(http, c1, code), 400, "invalid_grant")
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 @pytest.mark.parametrize("code_name", ["ThrottlingException", "InternalServerError"])
 def test_f02_failed_transaction_is_a_503_and_leaves_nothing_issued(http, world, aws, code_name):
     c1 = world.clients["C1"]
@@ -275,6 +282,7 @@ def test_f02_failed_transaction_is_a_503_and_leaves_nothing_issued(http, world, 
     tokens_of(exchange(http, c1, code))  # a later retry succeeds
 
 
+@pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_f07_token_paths_read_with_consistent_reads(http, world, aws):
     from chalicelib.store.dynamo import shared_connection
 
