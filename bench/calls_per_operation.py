@@ -41,6 +41,8 @@ from moto import mock_aws  # noqa: E402
 
 from chalicelib import clock, wiring  # noqa: E402
 from chalicelib.crypto.secrets import digest, new_id, new_token  # noqa: E402
+from chalicelib.oauth.grants import TOKEN_EXCHANGE  # noqa: E402
+from chalicelib.oauth.resource_servers import new_resource_server  # noqa: E402
 from chalicelib.records import ClientRecord, ClientSecret, CodeRecord, UserRecord  # noqa: E402
 from chalicelib.store.dynamo import shared_connection  # noqa: E402
 from chalicelib.store.memory import MemoryStore  # noqa: E402
@@ -49,11 +51,14 @@ V = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 CH = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 SCOPE = "read:analysis write:analysis"
 REDIRECT = "https://bench.example/cb"
+MCP = "https://mcp.bench.example/mcp"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 GOALS = {
     "token (authorization_code)": "DynamoDB <= 2, KMS 0",
     "token (refresh_token)": "DynamoDB <= 2, KMS 0",
     "token (client_credentials)": "DynamoDB <= 1 (0 with a warm client cache), KMS 0",
+    "token (authorization_code, resource)": "DynamoDB <= 2, KMS 0 (the resource server cached like clients)",
+    "token (token exchange)": "DynamoDB <= 1 (the subject's grant, by key), KMS 0",
     "authorize (logged in, consent remembered)": "KMS 0",
     "introspect (user access token)": "DynamoDB <= 1 (its grant, by key), KMS 0",
     "GET /v1/me (the bearer check alone)": "DynamoDB 0, KMS 0",
@@ -110,13 +115,20 @@ def setup(services: Any) -> dict[str, Any]:
     store.create_client(web)
     store.create_client(machine)
     store.save_consent_scopes(user.user_id, web.client_id, SCOPE.split(), now)
-    return {"user": user, "web": web, "secret": secret, "machine": machine, "machine_secret": machine_secret}
+    mcp_secret = new_token()
+    mcp = ClientRecord(new_id("app_"), "Bench MCP server", [], [], [TOKEN_EXCHANGE], "client_secret_basic",
+                       secrets=[ClientSecret(digest(mcp_secret))], created_at=now)
+    store.create_client(mcp)
+    store.create_resource_server(new_resource_server(MCP, "Bench MCP", {"read:analysis": "Read analyses"}, 600,
+                                                     mcp.client_id, now))
+    return {"user": user, "web": web, "secret": secret, "machine": machine, "machine_secret": machine_secret,
+            "mcp": mcp, "mcp_secret": mcp_secret}
 
 
-def new_code(services: Any, world: dict[str, Any]) -> str:
+def new_code(services: Any, world: dict[str, Any], resources: list[str] | None = None) -> str:
     code, now = new_token(), clock.now()
     services.store.put_code(CodeRecord(digest(code), world["web"].client_id, REDIRECT, True, world["user"].user_id,
-                                       SCOPE, CH, new_id("gr_"), now, now + 60))
+                                       SCOPE, CH, new_id("gr_"), now, now + 60, resources=resources or []))
     return code
 
 
@@ -171,6 +183,7 @@ def main(iterations: int) -> None:
                 ("token (refresh_token)", measure_calls(recorder, refresh)),
                 ("token (client_credentials)", measure_calls(recorder, client_credentials)),
                 *lifecycle_rows(http, recorder, web_auth, chain["access_token"]),
+                *resource_rows(http, services, world, recorder, web_auth),
             ]
             services.clients.forget(world["machine"].client_id)
             recorder.reset()
@@ -212,6 +225,35 @@ def lifecycle_rows(
     return [
         ("introspect (user access token)", measure_calls(recorder, introspect)),
         ("GET /v1/me (the bearer check alone)", measure_calls(recorder, resource_check)),
+    ]
+
+
+def resource_rows(
+    http: Any, services: Any, world: dict[str, Any], recorder: Recorder, auth: dict[str, str]
+) -> list[tuple[str, list[str]]]:
+    """RFC 8707: a code exchange naming a resource server; RFC 8693: its MCP server exchanging the token."""
+    subject: dict[str, str] = {}
+
+    def code_exchange() -> Any:
+        form = {"grant_type": "authorization_code", "code": new_code(services, world, [MCP]),
+                "redirect_uri": REDIRECT, "code_verifier": V, "resource": MCP}
+        recorder.reset()
+        response = http.post("/token", headers={**FORM, **auth}, body=urlencode(form))
+        assert response.status_code == 200, response.body
+        subject["token"] = response.json_body["access_token"]
+        return response
+
+    def token_exchange() -> Any:
+        form = {"grant_type": TOKEN_EXCHANGE, "subject_token": subject["token"],
+                "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"}
+        mcp_auth = basic(world["mcp"].client_id, world["mcp_secret"])
+        response = http.post("/token", headers={**FORM, **mcp_auth}, body=urlencode(form))
+        assert response.status_code == 200, response.body
+        return response
+
+    return [
+        ("token (authorization_code, resource)", measure_calls(recorder, code_exchange)),
+        ("token (token exchange)", measure_calls(recorder, token_exchange)),
     ]
 
 

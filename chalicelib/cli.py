@@ -7,6 +7,7 @@ issued (shown once, on stdout).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
 import os
@@ -21,6 +22,9 @@ from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import accounts, registration
 from chalicelib.oauth.errors import OAuthError
+from chalicelib.oauth.grants import TOKEN_EXCHANGE
+from chalicelib.oauth.resource_servers import builtin_api, new_resource_server
+from chalicelib.oauth.scopes import CATALOGUE
 from chalicelib.records import AlreadyExists, ClientSecret, RegistrationTokenRecord, StoreUnavailable
 from chalicelib.settings import STAGES, ConfigError, load_settings
 
@@ -93,6 +97,10 @@ def cmd_create_client(args: argparse.Namespace) -> None:
         if not client.confidential:
             raise CliError("a resource server must be a confidential client (it authenticates to introspect)")
         client.resource_server = True
+    if args.token_exchange:
+        if not client.confidential:
+            raise CliError("token exchange needs a confidential client (it authenticates as the actor)")
+        client.grant_types.append(TOKEN_EXCHANGE)
     if args.client_id:
         client.client_id = args.client_id
     if args.client_secret and secret:
@@ -104,6 +112,54 @@ def cmd_create_client(args: argparse.Namespace) -> None:
         raise CliError(f"a client with id {client.client_id} already exists") from None
     result = {**registration.client_metadata(client), **({"client_secret": secret} if secret else {})}
     print(json.dumps(result, indent=2))
+
+
+def _scope_descriptions(values: list[str]) -> dict[str, str]:
+    """`scope` or `scope=description` (the catalogue's wording by default)."""
+    scopes: dict[str, str] = {}
+    for value in values:
+        scope, _, description = value.partition("=")
+        description = description.strip() or CATALOGUE.get(scope, "")
+        if not description:
+            raise CliError(f"the scope {scope} is not in the catalogue: give it a description (SCOPE=DESCRIPTION)")
+        scopes[scope] = description
+    return scopes
+
+
+def cmd_create_resource_server(args: argparse.Namespace) -> None:
+    services = _services(args)
+    if args.identifier == services.settings.api_audience:
+        raise CliError("the Clipron API is built in")
+    if args.client_id:
+        client = services.store.get_client(args.client_id)
+        if client is None or not client.confidential:
+            raise CliError(f"no confidential client with id {args.client_id} (create it first: create-client)")
+    lifetime = args.access_token_seconds or services.settings.access_token_seconds
+    try:
+        server = new_resource_server(args.identifier, args.name, _scope_descriptions(args.scope), lifetime,
+                                     args.client_id, clock.now())
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    try:
+        services.store.create_resource_server(server)
+    except AlreadyExists:
+        raise CliError(f"a resource server {args.identifier} already exists") from None
+    print(json.dumps(dataclasses.asdict(server), indent=2))
+
+
+def cmd_list_resource_servers(args: argparse.Namespace) -> None:
+    services = _services(args)
+    servers = [builtin_api(services.settings), *services.store.list_resource_servers()]
+    print(json.dumps([dataclasses.asdict(server) for server in servers], indent=2))
+
+
+def cmd_delete_resource_server(args: argparse.Namespace) -> None:
+    services = _services(args)
+    if args.identifier == services.settings.api_audience:
+        raise CliError("the Clipron API is built in and cannot be deleted")
+    if not services.store.delete_resource_server(args.identifier):
+        raise CliError(f"no resource server {args.identifier}")
+    print(f"deleted resource server {args.identifier}; tokens already issued for it stay valid until they expire")
 
 
 def cmd_issue_registration_token(args: argparse.Namespace) -> None:
@@ -156,8 +212,21 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--owner", help="user id of the developer who owns the app")
     client.add_argument("--resource-server", action="store_true",
                         help="may introspect every client's tokens (POST /introspect); otherwise only its own")
+    client.add_argument("--token-exchange", action="store_true",
+                        help="may exchange tokens for its resource server's audience for other resources (RFC 8693)")
     client.add_argument("--client-id", help=argparse.SUPPRESS)
     client.add_argument("--client-secret", help=argparse.SUPPRESS)
+    server = command("create-resource-server", cmd_create_resource_server,
+                     "register a protected resource (RFC 8707): tokens can then name it with `resource`")
+    server.add_argument("--identifier", required=True, help="its absolute URI, no query or fragment (the token's aud)")
+    server.add_argument("--name", required=True, help="shown on the consent page")
+    server.add_argument("--scope", action="append", required=True, metavar="SCOPE[=DESCRIPTION]",
+                        help="a scope it accepts, with its consent-page wording (default: the catalogue's); repeat")
+    server.add_argument("--access-token-seconds", type=int, help="access-token lifetime (default ACCESS_TOKEN_SECONDS)")
+    server.add_argument("--client-id", help="the confidential client acting for it (introspection, token exchange)")
+    command("list-resource-servers", cmd_list_resource_servers, "list the resource servers, the built-in API first")
+    delete = command("delete-resource-server", cmd_delete_resource_server, "delete a resource server")
+    delete.add_argument("--identifier", required=True)
     token = command("issue-registration-token", cmd_issue_registration_token,
                     "issue an initial access token for POST /register; prints it once")
     token.add_argument("--days", type=_days, default=30, help="lifetime in days, 1 to 365 (default 30)")

@@ -21,6 +21,8 @@ from chalicelib import clock, wiring
 from chalicelib.api.service import seed_demo_analyses
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import accounts, registration, scopes
+from chalicelib.oauth.grants import TOKEN_EXCHANGE
+from chalicelib.oauth.resource_servers import new_resource_server
 from chalicelib.provision import provision
 from chalicelib.records import ClientSecret, RegistrationTokenRecord
 from chalicelib.settings import load_settings
@@ -35,7 +37,11 @@ DEFAULTS = {
     "DEMO_CLIENT_SECRET": "demo-client-secret",
     "DEMO_REDIRECT_URI": "http://127.0.0.1:8765/callback",
     "REGISTRATION_TOKEN": "local-registration-token",
+    "DEMO_MCP_RESOURCE": "http://127.0.0.1:8001/mcp",
+    "DEMO_MCP_CLIENT_ID": "demo-mcp-server",
+    "DEMO_MCP_CLIENT_SECRET": "demo-mcp-server-secret",
 }
+DEMO_MCP_SCOPES = ("read:analysis", "write:project")
 
 
 def free_port() -> int:
@@ -102,6 +108,23 @@ def seed(services: wiring.Services, knobs: dict[str, str]) -> None:
     token = RegistrationTokenRecord(digest(knobs["REGISTRATION_TOKEN"]), now, now + 365 * 86400, "local run")
     store.put_registration_token(token)
     seed_demo_analyses(ApiStore(), user.user_id, now)
+    seed_demo_mcp(services, knobs)
+
+
+def seed_demo_mcp(services: wiring.Services, knobs: dict[str, str]) -> None:
+    """The demo MCP resource and the confidential client acting for it, allowed to exchange tokens (RFC 8693)."""
+    now = clock.now()
+    metadata = {"client_name": "Demo MCP server", "redirect_uris": [], "grant_types": ["client_credentials"],
+                "response_types": [], "scope": " ".join(DEMO_MCP_SCOPES)}
+    client = registration.build_client(metadata, None, now, verified=True).client
+    client.client_id = knobs["DEMO_MCP_CLIENT_ID"]
+    client.secrets = [ClientSecret(digest(knobs["DEMO_MCP_CLIENT_SECRET"]))]
+    client.grant_types = [TOKEN_EXCHANGE]
+    services.store.create_client(client)
+    demo_scopes = {scope: scopes.CATALOGUE[scope] for scope in DEMO_MCP_SCOPES}
+    server = new_resource_server(knobs["DEMO_MCP_RESOURCE"], "Clipron demo MCP server", demo_scopes,
+                                 services.settings.access_token_seconds, client.client_id, now)
+    services.store.create_resource_server(server)
 
 
 def banner(settings: Any, knobs: dict[str, str], moto_port: int) -> str:
@@ -117,6 +140,8 @@ Clipron OAuth is running (stage local, AWS = embedded moto on 127.0.0.1:{moto_po
   Demo client          {knobs['DEMO_CLIENT_ID']} / {knobs['DEMO_CLIENT_SECRET']} (client_secret_basic)
   Demo redirect URI    {knobs['DEMO_REDIRECT_URI']}
   Registration token   {knobs['REGISTRATION_TOKEN']}  (POST /register, Authorization: Bearer ...)
+  Demo MCP resource    {knobs['DEMO_MCP_RESOURCE']}  (scopes {' '.join(DEMO_MCP_SCOPES)})
+  Demo MCP client      {knobs['DEMO_MCP_CLIENT_ID']} / {knobs['DEMO_MCP_CLIENT_SECRET']} (token exchange for the API)
 
 Open in a browser (PKCE verifier: dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk):
   {issuer}/authorize?response_type=code&client_id={knobs['DEMO_CLIENT_ID']}&state=xyz&code_challenge_method=S256\

@@ -68,6 +68,18 @@ class ClientRecord:
 
 
 @dataclass
+class ResourceServerRecord:
+    """A protected resource tokens can be issued for (RFC 8707): its identifier becomes the token's `aud`."""
+
+    identifier: str  # an absolute URI without fragment
+    name: str
+    scopes: dict[str, str]  # the scopes it accepts -> what the consent page says about each
+    access_token_seconds: int
+    created_at: int = 0
+    client_id: str | None = None  # the confidential client that acts for it (introspection, token exchange)
+
+
+@dataclass
 class OwnedApp:
     owner_id: str
     client_id: str
@@ -106,7 +118,7 @@ class AuthorizationRequestRecord:
     prompt: list[str]
     created_at: int
     expires_at: int
-    resource: str | None = None
+    resources: list[str] = field(default_factory=list)  # RFC 8707; empty: the Clipron API
 
 
 @dataclass
@@ -122,7 +134,7 @@ class CodeRecord:
     auth_time: int
     expires_at: int
     used_at: int | None = None
-    resource: str | None = None
+    resources: list[str] = field(default_factory=list)  # RFC 8707; empty: the Clipron API
 
 
 @dataclass
@@ -136,7 +148,7 @@ class GrantRecord:
     created_at: int
     expires_at: int
     revoked_at: int | None = None
-    resource: str | None = None
+    resources: list[str] = field(default_factory=list)  # RFC 8707; empty: the Clipron API
 
     def active(self, now: int) -> bool:
         return self.revoked_at is None and live(self.expires_at, now)
@@ -155,6 +167,7 @@ class RefreshTokenRecord:
     successor_digest: str | None = None
     grace_response: str | None = None  # the rotated response, encrypted under a key only the holder has
     grant_expires_at: int | None = None  # the grant's absolute expiry, carried so a refresh needs no grant read
+    resources: list[str] = field(default_factory=list)  # the grant's resources (RFC 8707), carried likewise
 
 
 @dataclass
@@ -164,6 +177,7 @@ class ConsentRecord:
     scopes: list[str]
     granted_at: int
     grant_ids: list[str] = field(default_factory=list)
+    resources: list[str] = field(default_factory=list)  # RFC 8707 resources consented to; empty: the Clipron API
 
 
 @dataclass

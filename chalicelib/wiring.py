@@ -18,6 +18,7 @@ from chalicelib.crypto.envelope import Envelope
 from chalicelib.crypto.keyring import KeyRing
 from chalicelib.oauth.cimd import MetadataDocuments
 from chalicelib.oauth.clients import ClientDirectory
+from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api
 from chalicelib.oauth.sessions import Sessions
 from chalicelib.oauth.tokens import AccessTokens
 from chalicelib.outbound import OutboundPolicy, fetch_json_document
@@ -36,6 +37,7 @@ class Services:
     access_tokens: AccessTokens
     clients: ClientDirectory
     sessions: Sessions
+    resources: ResourceDirectory
     _kms: Any = None
 
     def kms(self) -> Any:
@@ -73,7 +75,8 @@ def build(settings: Settings) -> Services:
     clients = ClientDirectory(store, settings.client_cache_seconds, clock.now, metadata_documents(settings, store),
                               settings.open_registration_idle_seconds)
     sessions = Sessions(store, settings.session_seconds, clock.now)
-    services = holder["services"] = Services(settings, store, keyring, access_tokens, clients, sessions)
+    resources = ResourceDirectory(store, builtin_api(settings), settings.client_cache_seconds, clock.now)
+    services = holder["services"] = Services(settings, store, keyring, access_tokens, clients, sessions, resources)
     return services
 
 

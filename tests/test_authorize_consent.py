@@ -300,7 +300,7 @@ def test_concurrent_decisions_on_one_parked_request_issue_one_code(aws, user):
     from chalicelib.oauth.authorize import AuthorizationFlow, ParkedRequestGone
     from tests.authorize_support import CH
 
-    flow = AuthorizationFlow(aws.store, aws.clients, ISS, 60, 600, clock.now)
+    flow = AuthorizationFlow(aws.store, aws.clients, ISS, 60, 600, clock.now, aws.resources)
     pairs = [("response_type", "code"), ("client_id", "c1"), ("code_challenge", CH), ("code_challenge_method", "S256")]
     step = flow.start(pairs, None)  # no session: the request is parked for the login
     request_id = step.request_id

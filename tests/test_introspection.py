@@ -129,7 +129,7 @@ def test_i07_another_client_sees_foreign_tokens_as_inactive(clients, http):
 
 
 def test_i07_a_token_for_another_audience_is_inactive(clients, http):
-    """Every access token here is issued for the Clipron API; any other audience was not issued here."""
+    """A token signed here for an audience that is no resource server of this server (RFC 8707) is inactive."""
     token = clients.access_tokens.issue(
         sub="user-1", client_id="c1", scope="read:analysis", audience="https://rs2.example", grant_id=None,
     ).token

@@ -187,7 +187,7 @@ def test_r09_concurrent_revocations_all_succeed_and_revoke_one_family(clients):
     minted = mint(clients, "c1")
     other = mint(clients, "c1")
     caller = clients.store.get_client("c1")
-    revoker = Revoker(clients.store, clients.access_tokens, clients.settings.api_audience, clock.now)
+    revoker = Revoker(clients.store, clients.access_tokens, clock.now)
     errors: list[BaseException] = []
 
     def run() -> None:

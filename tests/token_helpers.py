@@ -73,6 +73,7 @@ class World:
         scope: str = "read:analysis write:analysis",
         user_id: str | None = None,
         lifetime: int = 60,
+        resources: list[str] | None = None,
     ) -> str:
         """A code as /authorize issues it: only its digest is stored, bound to client, URI, user and PKCE."""
         code = new_token()
@@ -91,6 +92,7 @@ class World:
                 grant_id=new_id("gr_"),
                 auth_time=now,
                 expires_at=now + lifetime,
+                resources=list(resources or []),
             )
         )
         return code

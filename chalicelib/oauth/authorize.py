@@ -24,17 +24,20 @@ from chalicelib.oauth.clients import ClientDirectory, match_redirect_uri
 from chalicelib.oauth.errors import (
     AccessDenied,
     InvalidRequest,
+    InvalidScope,
     OAuthError,
     TemporarilyUnavailable,
     UnauthorizedClient,
     UnsupportedResponseType,
 )
+from chalicelib.oauth.resource_servers import MAX_RESOURCES, InvalidTarget, ResourceDirectory
 from chalicelib.records import (
     AuthorizationRequestRecord,
     ClientRecord,
     CodeRecord,
     ConditionFailed,
     ConsentRecord,
+    ResourceServerRecord,
     SessionRecord,
     StoreUnavailable,
 )
@@ -44,6 +47,7 @@ MAX_STATE = 2048
 MAX_REDIRECT_URI = 2000
 MAX_REQUEST_ID = 128
 PROMPTS = frozenset({"none", "login", "consent"})
+REPEATABLE = frozenset({"resource"})  # RFC 8707 §2: may name several resources
 
 
 class LoginRequired(OAuthError):
@@ -72,7 +76,9 @@ class AuthorizationStore(Protocol):
     def consume_authorization_request(self, request_digest: str) -> None: ...
     def put_code(self, code: CodeRecord) -> None: ...
     def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None: ...
-    def save_consent_scopes(self, user_id: str, client_id: str, scopes: list[str], granted_at: int) -> None: ...
+    def save_consent_scopes(
+        self, user_id: str, client_id: str, scopes: list[str], granted_at: int, resources: list[str] | None = None
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,15 @@ class AuthorizationRequest:
     code_challenge: str | None
     prompt: frozenset[str]
     requested_at: int
+    resources: tuple[ResourceServerRecord, ...] = ()  # RFC 8707; empty: the Clipron API
 
     @property
     def scope(self) -> str:
         return scope_rules.format_scope(self.scopes)
+
+    @property
+    def resource_ids(self) -> list[str]:
+        return [server.identifier for server in self.resources]
 
 
 class RedirectError(Exception):
@@ -127,6 +138,8 @@ def _group(pairs: list[tuple[str, str]]) -> tuple[dict[str, str], set[str]]:
     seen: set[str] = set()
     duplicated: set[str] = set()
     for name, value in pairs:
+        if name in REPEATABLE:
+            continue
         if name in seen:
             duplicated.add(name)
         seen.add(name)
@@ -164,7 +177,7 @@ def trusted_client(
 
 
 def validate(
-    pairs: list[tuple[str, str]], clients: ClientDirectory, now: int
+    pairs: list[tuple[str, str]], clients: ClientDirectory, now: int, resources: ResourceDirectory
 ) -> AuthorizationRequest:
     """Validate an authorization request: UntrustedRequest before the client is trusted, RedirectError after."""
     values, duplicated = _group(pairs)
@@ -188,7 +201,8 @@ def validate(
     if "authorization_code" not in client.grant_types:
         raise fail(UnauthorizedClient("this client may not use the authorization code grant"))
     try:
-        requested_scopes = scope_rules.resolve(values.get("scope"), client.scopes)
+        servers = _requested_resources(pairs, resources)
+        requested_scopes = _scopes_for_resources(values.get("scope"), client, servers or (resources.default,))
     except OAuthError as error:
         raise fail(error) from None
     code_challenge = _code_challenge(values, client, fail)
@@ -204,7 +218,30 @@ def validate(
         code_challenge=code_challenge,
         prompt=prompt,
         requested_at=now,
+        resources=servers,
     )
+
+
+def _requested_resources(
+    pairs: list[tuple[str, str]], resources: ResourceDirectory
+) -> tuple[ResourceServerRecord, ...]:
+    """The resource servers the request names (RFC 8707 §2), in order, each once; invalid_target otherwise."""
+    named = list(dict.fromkeys(value for name, value in pairs if name == "resource"))
+    if len(named) > MAX_RESOURCES:
+        raise InvalidTarget("too many resources in one request")
+    return tuple(resources.require(identifier) for identifier in named)
+
+
+def _scopes_for_resources(
+    requested: str | None, client: ClientRecord, servers: tuple[ResourceServerRecord, ...]
+) -> list[str]:
+    """The client's scopes that the named resources accept (all of them when none is requested); every
+    named resource must accept at least one, or no token for it could ever be issued."""
+    accepted = set().union(*(server.scopes for server in servers))
+    scopes = scope_rules.resolve(requested, [scope for scope in client.scopes if scope in accepted])
+    if any(not set(scopes) & server.scopes.keys() for server in servers):
+        raise InvalidScope("a requested resource accepts none of the requested scopes")
+    return scopes
 
 
 def _code_challenge(
@@ -249,9 +286,11 @@ class AuthorizationFlow:
         code_seconds: int,
         request_seconds: int,
         clock: Callable[[], int],
+        resources: ResourceDirectory,
     ) -> None:
         self.store = store
         self.clients = clients
+        self.resources = resources
         self.issuer = issuer
         self.code_seconds = code_seconds
         self.request_seconds = request_seconds
@@ -260,7 +299,7 @@ class AuthorizationFlow:
     # -- entry: /authorize --
     def start(self, pairs: list[tuple[str, str]], session: SessionRecord | None) -> Step:
         """Validate and decide. The fast path (logged in, consent remembered) parks nothing."""
-        request = validate(pairs, self.clients, self.clock())
+        request = validate(pairs, self.clients, self.clock(), self.resources)
         with unavailable_redirects(request):
             return self._start(request, session)
 
@@ -329,6 +368,9 @@ class AuthorizationFlow:
         client = self.clients.get(record.client_id)
         if client is None or "authorization_code" not in client.grant_types:
             raise ParkedRequestGone()
+        servers = tuple(self.resources.get(identifier) for identifier in record.resources)
+        if None in servers:  # a resource server deleted while the user was signing in
+            raise ParkedRequestGone()
         return AuthorizationRequest(
             client=client,
             redirect_uri=record.redirect_uri,
@@ -338,6 +380,7 @@ class AuthorizationFlow:
             code_challenge=record.code_challenge,
             prompt=frozenset(record.prompt),
             requested_at=record.created_at,
+            resources=servers,  # type: ignore[arg-type]
         )
 
     # -- internals --
@@ -354,6 +397,7 @@ class AuthorizationFlow:
             prompt=sorted(request.prompt),
             created_at=request.requested_at,
             expires_at=request.requested_at + self.request_seconds,
+            resources=request.resource_ids,
         )
         self.store.put_authorization_request(record)
         return request_id
@@ -366,13 +410,20 @@ class AuthorizationFlow:
 
     def _consent_remembered(self, request: AuthorizationRequest, user_id: str) -> bool:
         consent = self.store.get_consent(user_id, request.client.client_id)
-        return consent is not None and set(request.scopes) <= set(consent.scopes)
+        return (consent is not None and set(request.scopes) <= set(consent.scopes)
+                and self._audiences(request.resource_ids) <= self._audiences(consent.resources))
+
+    def _audiences(self, resource_ids: list[str]) -> set[str]:
+        """Resources consented to or asked for; none named means the Clipron API."""
+        return set(resource_ids or [self.resources.default.identifier])
 
     def _remember_consent(self, request: AuthorizationRequest, user_id: str) -> None:
         previous = self.store.get_consent(user_id, request.client.client_id)
         granted = set(request.scopes) | set(previous.scopes if previous else [])
         allowed = set(request.client.scopes)  # a scope the client lost is not remembered
-        self.store.save_consent_scopes(user_id, request.client.client_id, sorted(granted & allowed), self.clock())
+        audiences = self._audiences(request.resource_ids) | (self._audiences(previous.resources) if previous else set())
+        self.store.save_consent_scopes(user_id, request.client.client_id, sorted(granted & allowed), self.clock(),
+                                       sorted(audiences))
 
     def _redirect_with_code(self, request: AuthorizationRequest, session: SessionRecord) -> Step:
         code = self.issue_code(request, session)
@@ -395,6 +446,7 @@ class AuthorizationFlow:
                 grant_id=new_id(),
                 auth_time=session.auth_time,
                 expires_at=now + self.code_seconds,
+                resources=request.resource_ids,
             )
         )
         return code
@@ -411,4 +463,8 @@ def unavailable_redirects(request: AuthorizationRequest) -> Iterator[None]:
 
 
 def describe_scopes(request: AuthorizationRequest) -> list[tuple[str, str]]:
-    return scope_rules.describe(request.scopes)
+    """Each scope with what the consent page says about it (a named resource's own wording first)."""
+    wording: dict[str, str] = {}
+    for server in reversed(request.resources):
+        wording.update(server.scopes)
+    return [(scope, wording.get(scope) or description) for scope, description in scope_rules.describe(request.scopes)]

@@ -24,7 +24,9 @@ from chalicelib.oauth.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api, scopes_for
 from chalicelib.oauth.scopes import format_scope, parse_scope, resolve
+from chalicelib.oauth.token_exchange import exchange
 from chalicelib.oauth.tokens import CLIENT_SUBJECT_PREFIX, AccessTokens
 from chalicelib.records import (
     ClientRecord,
@@ -32,11 +34,13 @@ from chalicelib.records import (
     ConditionFailed,
     GrantRecord,
     RefreshTokenRecord,
+    ResourceServerRecord,
     UserRecord,
 )
 from chalicelib.settings import Settings
 
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE)
 MAX_TOKEN_PARAMETER = 256  # codes and refresh tokens are 43 characters; longer values never reach the table
 GRACE_PURPOSE = "clipron-refresh-grace-v1"
 
@@ -58,6 +62,18 @@ class TokenEndpoint:
     access_tokens: AccessTokens
     settings: Settings
     clock: Callable[[], int]
+    resources: ResourceDirectory | None = None  # RFC 8707 audiences; None: a directory on this store
+
+    def __post_init__(self) -> None:
+        if self.resources is None:
+            self.resources = ResourceDirectory(
+                self.store, builtin_api(self.settings), self.settings.client_cache_seconds, self.clock  # type: ignore[arg-type]
+            )
+
+    @property
+    def directory(self) -> ResourceDirectory:
+        assert self.resources is not None
+        return self.resources
 
     def handle(self, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
         """The RFC 6749 §5.1 body for a token request, or an OAuthError."""
@@ -65,25 +81,27 @@ class TokenEndpoint:
         if grant_type is None:
             raise InvalidRequest("grant_type is required")
         if grant_type not in GRANT_TYPES:
-            raise UnsupportedGrantType("this server supports authorization_code, refresh_token and client_credentials")
+            raise UnsupportedGrantType("this server does not support this grant type")
         client = authenticate(
             self.clients, client_credentials(authorization, form), self.clock(), self.settings.client_auth_max_failures
         )
-        if grant_type == "client_credentials" and not client.confidential:
-            raise InvalidClient("client_credentials needs a confidential client")
+        if grant_type in ("client_credentials", TOKEN_EXCHANGE) and not client.confidential:
+            raise InvalidClient("this grant needs a confidential client")
         if grant_type not in client.grant_types:
-            raise UnauthorizedClient(f"this client may not use the {grant_type} grant")
+            raise UnauthorizedClient("this client may not use this grant type")
         handler = {
             "authorization_code": self.authorization_code,
             "refresh_token": self.refresh_token,
             "client_credentials": self.client_credentials,
+            TOKEN_EXCHANGE: self.token_exchange,
         }[grant_type]
         return handler(client, form)
 
     # -- authorization_code (RFC 6749 §4.1.3, RFC 7636 §4.6) --
     def authorization_code(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
         code = self._redeemable_code(client, form)
-        scope = _narrowed(form.get("scope"), code.scope)
+        server = self.directory.pick(form.get("resource"), code.resources)
+        scope = _narrowed(form.get("scope"), format_scope(scopes_for(server, code.scope.split())))
         now = self.clock()
         grant = GrantRecord(
             grant_id=code.grant_id,
@@ -92,9 +110,9 @@ class TokenEndpoint:
             scope=code.scope,
             created_at=now,
             expires_at=now + self.settings.refresh_absolute_seconds,
-            resource=code.resource,
+            resources=code.resources,
         )
-        body = self._user_access_token(grant, scope)  # signed before anything is written
+        body = self._user_access_token(grant, scope, server)  # signed before anything is written
         refresh = None
         if "refresh_token" in client.grant_types:
             body["refresh_token"] = token = new_token()
@@ -134,40 +152,47 @@ class TokenEndpoint:
     def refresh_token(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
         presented = _required(form, "refresh_token")
         requested = form.get("scope") or None
+        resource = form.get("resource")
         record = self.store.get_refresh_token(digest(presented)) if len(presented) <= MAX_TOKEN_PARAMETER else None
         if record is None:  # absent, or past its idle/absolute expiry (a grace never revives it)
             raise InvalidGrant("the refresh token is invalid or expired")
         if record.client_id != client.client_id:  # foreign client: refused, the family is left alone
             raise InvalidGrant("the refresh token was not issued to this client")
         if record.used_at is not None:
-            return self._repeated_refresh(record, presented, requested)
-        return self._rotate(record, presented, requested)
+            return self._repeated_refresh(record, presented, requested, resource)
+        return self._rotate(record, presented, requested, resource)
 
-    def _rotate(self, record: RefreshTokenRecord, presented: str, requested: str | None) -> dict[str, Any]:
+    def _rotate(
+        self, record: RefreshTokenRecord, presented: str, requested: str | None, resource: str | None
+    ) -> dict[str, Any]:
         """A new access token and successor; the response is sealed on the spent token for the grace window."""
-        scope = _narrowed(requested, record.scope)
+        server = self.directory.pick(resource, record.resources)  # any resource of the grant, never a new one
+        scope = _narrowed(requested, format_scope(scopes_for(server, record.scope.split())))
         now = self.clock()
         absolute = record.grant_expires_at or self._grant_expiry(record)
-        grant = GrantRecord(record.grant_id, record.client_id, record.user_id, record.scope, now, absolute)
-        body = self._user_access_token(grant, scope)
+        grant = GrantRecord(record.grant_id, record.client_id, record.user_id, record.scope, now, absolute,
+                            resources=record.resources)
+        body = self._user_access_token(grant, scope, server)
         body["refresh_token"] = token = new_token()
         successor = self._refresh_record(token, grant, absolute)
-        sealed = _seal_grace(presented, body, requested, now + body["expires_in"])
+        sealed = _seal_grace(presented, body, _repeat_key(requested, resource), now + body["expires_in"])
         try:
             self.store.rotate_refresh_token(record, successor, sealed)
         except ConditionFailed:
             current = self.store.get_refresh_token(record.token_digest)
             if current is not None and current.used_at is not None:  # lost the race to a concurrent refresh
-                return self._repeated_refresh(current, presented, requested)
+                return self._repeated_refresh(current, presented, requested, resource)
             raise InvalidGrant("the refresh token is invalid or expired, or its grant was revoked") from None
         return body
 
-    def _repeated_refresh(self, record: RefreshTokenRecord, presented: str, requested: str | None) -> dict[str, Any]:
+    def _repeated_refresh(
+        self, record: RefreshTokenRecord, presented: str, requested: str | None, resource: str | None
+    ) -> dict[str, Any]:
         """A rotated token again: the same response within the grace window, otherwise reuse revokes the grant."""
         now = self.clock()
         assert record.used_at is not None
         if now < record.used_at + self.settings.refresh_grace_seconds and record.grace_response:
-            replay = self._grace_replay(record, presented, requested, now)
+            replay = self._grace_replay(record, presented, _repeat_key(requested, resource), now)
             if replay is not None:
                 return replay
         self.store.revoke_grant(record.client_id, record.grant_id)
@@ -203,26 +228,34 @@ class TokenEndpoint:
             raise InvalidGrant("the grant of this refresh token was revoked or has expired")
         return grant.expires_at
 
-    # -- client_credentials (RFC 6749 §4.4) --
+    # -- client_credentials (RFC 6749 §4.4, RFC 8707) --
     def client_credentials(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
-        scope = format_scope(resolve(form.get("scope") or None, client.scopes))
+        resource = form.get("resource")
+        server = self.directory.default if resource is None else self.directory.require(resource)
+        scope = format_scope(resolve(form.get("scope") or None, [s for s in client.scopes if s in server.scopes]))
         issued = self.access_tokens.issue(
             sub=CLIENT_SUBJECT_PREFIX + client.client_id,
             client_id=client.client_id,
             scope=scope,
-            audience=self.settings.api_audience,
+            audience=server.identifier,
             grant_id=None,  # no grant: nothing to refresh or revoke as a family; the token lives until exp
+            lifetime=server.access_token_seconds,
         )
         return {"access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "scope": scope}
 
+    # -- token exchange (RFC 8693) --
+    def token_exchange(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
+        return exchange(self.store, self.directory, self.access_tokens, self.clock, client, form)
+
     # -- shared --
-    def _user_access_token(self, grant: GrantRecord, scope: str) -> dict[str, Any]:
+    def _user_access_token(self, grant: GrantRecord, scope: str, server: ResourceServerRecord) -> dict[str, Any]:
         issued = self.access_tokens.issue(
             sub=grant.user_id,
             client_id=grant.client_id,
             scope=scope,
-            audience=self.settings.api_audience,
+            audience=server.identifier,
             grant_id=grant.grant_id,
+            lifetime=server.access_token_seconds,
         )
         return {"access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "scope": scope}
 
@@ -237,6 +270,7 @@ class TokenEndpoint:
             issued_at=now,
             expires_at=min(now + self.settings.refresh_idle_seconds, absolute),
             grant_expires_at=absolute,
+            resources=grant.resources,
         )
 
 
@@ -276,6 +310,11 @@ def _narrowed(requested: str | None, granted: str) -> str:
     if wider:
         raise InvalidScope(f"the scope {wider[0]} exceeds what was granted")
     return format_scope(scopes)
+
+
+def _repeat_key(requested_scope: str | None, resource: str | None) -> str | None:
+    """What makes a repeated refresh the same request: its scope and, when named, its resource."""
+    return requested_scope if resource is None else f"{requested_scope or ''}\n{resource}"
 
 
 def _seal_grace(presented: str, body: dict[str, Any], requested: str | None, access_expires_at: int) -> str:

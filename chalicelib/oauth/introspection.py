@@ -4,8 +4,8 @@ Who may ask: confidential clients only (public clients cannot keep a secret, so 
 pose as one). A client learns about its own tokens; a client the operator flagged as a resource
 server (`ClientRecord.resource_server`) learns about every client's tokens. Any other token reads
 as `{"active": false}`, exactly like an unknown one, so introspection is no oracle for other
-clients' tokens. Every access token is issued for the Clipron API (`API_AUDIENCE`), so a token
-for any other audience was not issued here and is inactive too.
+clients' tokens. Access tokens of every resource server (RFC 8707 audiences) are answered; the
+client a resource server record names (its `client_id`) also learns about that resource's tokens.
 
 Cost: an access token is verified offline (signature, issuer, type, times), then its grant is read
 by key with one consistent GetItem (revocation must be visible); a client_credentials token has no
@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.errors import InvalidClient, InvalidToken
+from chalicelib.oauth.resource_servers import ResourceDirectory
 from chalicelib.oauth.tokens import MAX_TOKEN_LENGTH, AccessTokens
-from chalicelib.records import ClientRecord
+from chalicelib.records import ClientRecord, ResourceServerRecord
 from chalicelib.store.dynamo import DynamoStore
 
 ACCESS_TOKEN_TYPE = "Bearer"
@@ -40,16 +41,18 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-def may_inspect(caller: ClientRecord, token_client_id: str) -> bool:
-    return caller.resource_server or caller.client_id == token_client_id
+def grant_active(store: DynamoStore, client_id: str, grant_id: str, now: int) -> bool:
+    """Is the grant (the family of a user's tokens) still standing? One consistent read by key."""
+    grant = store.get_grant(client_id, grant_id)
+    return grant is not None and grant.active(now)
 
 
 class Introspector:
-    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, audience: str,
+    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, resources: ResourceDirectory,
                  clock: Callable[[], int]) -> None:
         self.store = store
         self.access_tokens = access_tokens
-        self.audience = audience  # every access token here is issued for the Clipron API
+        self.resources = resources
         self.clock = clock
 
     def introspect(self, caller: ClientRecord, token: str) -> dict[str, Any]:
@@ -62,17 +65,25 @@ class Introspector:
         return self._refresh_token(caller, token)
 
     def _grant_active(self, client_id: str, grant_id: str) -> bool:
-        grant = self.store.get_grant(client_id, grant_id)
-        return grant is not None and grant.active(self.clock())
+        return grant_active(self.store, client_id, grant_id, self.clock())
+
+    @staticmethod
+    def _may_inspect(caller: ClientRecord, token_client_id: str, server: ResourceServerRecord | None = None) -> bool:
+        """The token's own client, an operator-flagged resource server, or the client acting for the
+        token's resource (RFC 8707 audience) may learn about it."""
+        if caller.resource_server or caller.client_id == token_client_id:
+            return True
+        return server is not None and server.client_id is not None and server.client_id == caller.client_id
 
     def _access_token(self, caller: ClientRecord, token: str) -> dict[str, Any]:
         try:
-            claims = self.access_tokens.verify(token, self.audience)
+            claims = self.access_tokens.verify(token, None)  # a token for any resource of this server
         except InvalidToken:
             return inactive()
-        if not may_inspect(caller, claims.client_id):
+        server = self.resources.get(claims.aud)  # cached; a deleted resource server's tokens are inactive
+        if server is None or not self._may_inspect(caller, claims.client_id, server):
             return inactive()
-        if claims.grant_id is not None and not self._grant_active(claims.client_id, claims.grant_id):
+        if claims.grant_id is not None and not self._grant_active(claims.grant_owner, claims.grant_id):
             return inactive()
         return {
             "active": True,
@@ -89,7 +100,7 @@ class Introspector:
 
     def _refresh_token(self, caller: ClientRecord, token: str) -> dict[str, Any]:
         record = self.store.get_refresh_token(digest(token))  # None when unknown or expired
-        if record is None or record.used_at is not None or not may_inspect(caller, record.client_id):
+        if record is None or record.used_at is not None or not self._may_inspect(caller, record.client_id):
             return inactive()
         if not self._grant_active(record.client_id, record.grant_id):
             return inactive()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.oauth import scopes
+from chalicelib.oauth.grants import GRANT_TYPES
 from chalicelib.settings import Settings
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -28,7 +29,7 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
             "scopes_supported": sorted(scopes.CATALOGUE),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "grant_types_supported": list(GRANT_TYPES),
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,

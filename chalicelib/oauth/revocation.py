@@ -26,11 +26,9 @@ from chalicelib.store.dynamo import DynamoStore
 
 
 class Revoker:
-    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, audience: str,
-                 clock: Callable[[], int]) -> None:
+    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, clock: Callable[[], int]) -> None:
         self.store = store
         self.access_tokens = access_tokens
-        self.audience = audience
         self.clock = clock
 
     def revoke(self, caller: ClientRecord, token: str) -> None:
@@ -56,13 +54,13 @@ class Revoker:
 
     def _access_token(self, caller: ClientRecord, token: str) -> None:
         try:
-            claims = self.access_tokens.verify(token, self.audience, allow_expired=True)
+            claims = self.access_tokens.verify(token, None, allow_expired=True)  # any resource's token
         except InvalidToken:
             return
         if not self._owned_by(caller, claims.client_id):
             return
         if claims.grant_id is not None:
-            self.store.revoke_grant(claims.client_id, claims.grant_id)
+            self.store.revoke_grant(claims.grant_owner, claims.grant_id)
         elif self.clock() < claims.exp:
             raise UnsupportedTokenType(
                 "client_credentials access tokens cannot be revoked; they expire at their exp"

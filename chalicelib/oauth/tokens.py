@@ -47,6 +47,13 @@ class AccessTokenClaims:
     exp: int
     aud: str
     iss: str
+    act: dict[str, Any] | None = None  # RFC 8693 §4.1: who acts for `sub` (token exchange)
+    grant_client_id: str | None = None  # the client whose grant this token belongs to, when not client_id
+
+    @property
+    def grant_owner(self) -> str:
+        """The client id under which the grant `grant_id` is stored."""
+        return self.grant_client_id or self.client_id
 
     @property
     def is_client_token(self) -> bool:
@@ -60,8 +67,20 @@ class AccessTokens:
         self.lifetime = lifetime
         self.clock = clock
 
-    def issue(self, *, sub: str, client_id: str, scope: str, audience: str, grant_id: str | None) -> IssuedAccessToken:
+    def issue(
+        self,
+        *,
+        sub: str,
+        client_id: str,
+        scope: str,
+        audience: str,
+        grant_id: str | None,
+        lifetime: int | None = None,
+        act: dict[str, Any] | None = None,
+        grant_client_id: str | None = None,
+    ) -> IssuedAccessToken:
         now = self.clock()
+        lifetime = self.lifetime if lifetime is None else lifetime
         jti = new_id()
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -71,16 +90,22 @@ class AccessTokens:
             "scope": scope,
             "jti": jti,
             "iat": now,
-            "exp": now + self.lifetime,
+            "exp": now + lifetime,
         }
         if grant_id:
             claims["gid"] = grant_id
+        if grant_client_id and grant_client_id != client_id:
+            claims["gcid"] = grant_client_id
+        if act:
+            claims["act"] = act
         token = self.signer.sign(claims, ACCESS_TOKEN_TYP)
-        return IssuedAccessToken(token, jti, self.lifetime, now + self.lifetime)
+        return IssuedAccessToken(token, jti, lifetime, now + lifetime)
 
-    def verify(self, token: str, audience: str, *, allow_expired: bool = False) -> AccessTokenClaims:
+    def verify(self, token: str, audience: str | None, *, allow_expired: bool = False) -> AccessTokenClaims:
         """The token's claims, or InvalidToken. No network, file or database access happens here.
 
+        `audience` None accepts a token for any resource (the authorization server's own endpoints:
+        introspection, revocation, token exchange); a resource server always names itself.
         `allow_expired` skips only the expiry check: revocation of an expired token still ends its grant.
         """
         import jwt  # lazily: PyJWT pulls in cryptography, which JWKS and pages never need
@@ -110,6 +135,7 @@ class AccessTokens:
                 options={
                     "require": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"],
                     "strict_aud": True,
+                    "verify_aud": audience is not None,
                     # time claims are checked below against the one clock every layer reads
                     "verify_exp": False,
                     "verify_iat": False,
@@ -121,6 +147,8 @@ class AccessTokens:
         except (ValueError, TypeError, json.JSONDecodeError):
             raise InvalidToken("the access token is malformed") from None
         self._check_times(claims, allow_expired)
+        if not isinstance(claims["aud"], str) or not isinstance(claims.get("act", {}), dict):
+            raise InvalidToken("the access token is malformed")
         return AccessTokenClaims(
             sub=str(claims["sub"]),
             client_id=str(claims["client_id"]),
@@ -129,8 +157,10 @@ class AccessTokens:
             jti=str(claims["jti"]),
             iat=int(claims["iat"]),
             exp=int(claims["exp"]),
-            aud=str(claims["aud"]),
+            aud=claims["aud"],
             iss=str(claims["iss"]),
+            act=claims.get("act"),
+            grant_client_id=claims.get("gcid"),
         )
 
 

@@ -39,6 +39,7 @@ from chalicelib.records import (
     OwnedApp,
     RefreshTokenRecord,
     RegistrationTokenRecord,
+    ResourceServerRecord,
     SessionRecord,
     SigningKeyRecord,
     StoreUnavailable,
@@ -184,8 +185,9 @@ def _item(kind: str, pk: str, sk: str, record: Any) -> Item:
 def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None) -> R | None:
     if item is None:
         return None
-    values = dict(item.data or {})
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    # a member the record no longer has (a field renamed or dropped since the item was written) is ignored
+    values = {name: value for name, value in (item.data or {}).items() if name in names}
     for name in _TOP_LEVEL:
         if name in names:
             value = getattr(item, name)
@@ -493,9 +495,12 @@ class DynamoStore:
         record.grant_ids = sorted(item.grant_ids or [])
         return record
 
-    def save_consent_scopes(self, user_id: str, client_id: str, scopes: list[str], granted_at: int) -> None:
+    def save_consent_scopes(
+        self, user_id: str, client_id: str, scopes: list[str], granted_at: int, resources: list[str] | None = None
+    ) -> None:
         """Remember what the user granted (keeping the grant list the code exchanges add to)."""
-        data = {"user_id": user_id, "client_id": client_id, "scopes": scopes, "granted_at": granted_at}
+        data = {"user_id": user_id, "client_id": client_id, "scopes": scopes, "granted_at": granted_at,
+                "resources": resources or []}
         with _translated():
             Item(f"user#{user_id}", f"consent#{client_id}").update(
                 actions=[Item.data.set(data), Item.kind.set("consent")]
@@ -518,6 +523,30 @@ class DynamoStore:
 
     def delete_signing_key(self, kid: str) -> None:
         self._delete("keyring", f"key#{kid}")
+
+    # -- resource servers (RFC 8707): one partition, read by key, listed by one Query --
+    @staticmethod
+    def _resource_server_item(server: ResourceServerRecord) -> Item:
+        return _item("resource-server", "resource-servers", f"rs#{server.identifier}", server)
+
+    def create_resource_server(self, server: ResourceServerRecord) -> None:
+        with _translated(AlreadyExists):
+            self._resource_server_item(server).save(condition=Item.sk.does_not_exist())
+
+    def get_resource_server(self, identifier: str) -> ResourceServerRecord | None:
+        return _record(ResourceServerRecord, self._get("resource-servers", f"rs#{identifier}"))
+
+    def list_resource_servers(self) -> list[ResourceServerRecord]:
+        items = self._query("resource-servers", "rs#")
+        return [r for r in (_record(ResourceServerRecord, i) for i in items) if r]
+
+    def delete_resource_server(self, identifier: str) -> bool:
+        """False when there was no such resource server."""
+        try:
+            self._delete("resource-servers", f"rs#{identifier}", Item.sk.exists())
+        except ConditionFailed:
+            return False
+        return True
 
     # -- initial access tokens for dynamic registration --
     def put_registration_token(self, token: RegistrationTokenRecord) -> None:

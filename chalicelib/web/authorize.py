@@ -65,7 +65,7 @@ def _flow() -> AuthorizationFlow:
     settings = svc.settings
     return AuthorizationFlow(
         svc.store, svc.clients, settings.issuer, settings.code_seconds, settings.authorization_request_seconds,
-        clock.now,
+        clock.now, svc.resources,
     )
 
 
@@ -269,6 +269,7 @@ def consent_form() -> Response:
         document_host=document_host(request.client.client_id),
         redirect_host=urlsplit(request.redirect_uri).netloc or request.redirect_uri,
         scopes=describe_scopes(request),
+        resources=[(server.name, server.identifier) for server in request.resources],
         action=services().settings.url("/consent"),
         csrf_token=csrf_token(session_id, _consent_purpose(request_id)),
         request_id=request_id,

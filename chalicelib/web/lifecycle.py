@@ -36,7 +36,7 @@ def _token(form: dict[str, str]) -> str:
 def revoke() -> Response:
     client, form = _authenticated()
     s = services()
-    Revoker(s.store, s.access_tokens, s.settings.api_audience, clock.now).revoke(client, _token(form))
+    Revoker(s.store, s.access_tokens, clock.now).revoke(client, _token(form))
     return Response(body="", status_code=200, headers={**NO_STORE, "Content-Type": "text/plain"})
 
 
@@ -45,7 +45,7 @@ def revoke() -> Response:
 def introspect() -> Response:
     client, form = _authenticated()
     s = services()
-    introspector = Introspector(s.store, s.access_tokens, s.settings.api_audience, clock.now)
+    introspector = Introspector(s.store, s.access_tokens, s.resources, clock.now)
     return json_response(introspector.introspect(client, _token(form)))
 
 
