@@ -1,11 +1,11 @@
-"""The Chalice app: registers the blueprints and the access log; nothing else happens here."""
+"""The Chalice app: registers the blueprints, the access log and the back channel's CORS; nothing else."""
 
 from chalice import Chalice
 
 from chalicelib import jobs
 from chalicelib.settings import validate_at_start
 from chalicelib.web import api as resource_api
-from chalicelib.web import assets, wellknown
+from chalicelib.web import assets, cors, wellknown
 from chalicelib.web import authorize as authorize_pages
 from chalicelib.web import developer as developer_pages
 from chalicelib.web import lifecycle as token_lifecycle
@@ -26,3 +26,4 @@ app.register_blueprint(jobs.bp)
 app.register_blueprint(authorize_pages.bp)
 app.register_blueprint(registration_endpoint.bp)
 app.register_blueprint(developer_pages.bp)
+cors.allow_back_channel(app)  # after every blueprint: the rule covers all their routes

@@ -236,3 +236,24 @@ def test_rotation_cadence_setting_is_validated():
     assert key_rotation_days({"KEY_ROTATION_DAYS": "7"}) == 7
     with pytest.raises(ConfigError, match="KEY_ROTATION_DAYS must be between 1 and 365"):
         key_rotation_days({"KEY_ROTATION_DAYS": "0"})
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_api_gateway_answers_preflights_on_the_back_channel_only(packaged, stage):
+    """API Gateway answers OPTIONS itself (MOCK integration) where the app's rule sets CORS: every back-channel
+    path, with `*` and no credentials; a page has no OPTIONS method at all."""
+    from chalicelib.web.cors import back_channel
+
+    template, _ = packaged[stage]
+    paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    for path, methods in paths.items():
+        if not back_channel(path):
+            assert "options" not in methods, path
+            continue
+        headers = methods["options"]["x-amazon-apigateway-integration"]["responses"]["default"]["responseParameters"]
+        assert headers["method.response.header.Access-Control-Allow-Origin"] == "'*'", path
+        assert "method.response.header.Access-Control-Allow-Credentials" not in headers
+    for path in ("/token", "/revoke", "/introspect", "/register", "/register/{client_id}", "/v1/me",
+                 "/.well-known/jwks.json", "/.well-known/oauth-authorization-server"):
+        assert "options" in paths[path], path
+    assert "options" not in paths["/authorize"] and "options" not in paths["/consent"]

@@ -10,7 +10,7 @@ from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
 
-PUBLIC = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"}
+PUBLIC = {"Cache-Control": "public, max-age=300"}  # CORS: web/cors.py
 
 
 @bp.route("/.well-known/oauth-authorization-server", methods=["GET"])
