@@ -161,3 +161,14 @@ def test_an_exchange_costs_one_dynamodb_read_and_no_kms(rw, http, aws):
     with aws_calls(aws) as calls:
         assert tokens_of(trade(http, rw.mcp_client, subject, resource=API))
     assert calls == ["dynamodb:GetItem"]  # the grant, by key
+
+
+def test_revoking_the_app_in_connected_apps_stops_exchanges(rw, http, aws):
+    """Withdrawing access (Connected apps) ends the authorization: its tokens can no longer be exchanged."""
+    from chalicelib.oauth.developer import Developer
+
+    subject = agent_token(rw, http)["access_token"]
+    assert tokens_of(trade(http, rw.mcp_client, subject, resource=API))
+    c1 = rw.world.clients["C1"]
+    Developer(aws.store, aws.clients, clock.now, 0).revoke_access(rw.world.user_id, c1.client_id)
+    assert_error(trade(http, rw.mcp_client, subject, resource=API), 400, "invalid_request")
