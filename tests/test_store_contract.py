@@ -318,3 +318,26 @@ def test_a_metadata_document_client_is_cached_until_its_expiry(store):
     assert store.get_client(url) is None  # not a registered client
     clock.travel(60)
     assert store.get_metadata_client(url) is None
+
+
+def test_resource_servers_are_created_once_read_listed_and_deleted(store):
+    from chalicelib.records import ResourceServerRecord
+
+    first = ResourceServerRecord("https://b.example/mcp", "B", {"read:analysis": "Read"}, 600, clock.now(), "app_1")
+    store.create_resource_server(first)
+    store.create_resource_server(ResourceServerRecord("https://a.example/api", "A", {"read:project": "See"}, 300))
+    with pytest.raises(AlreadyExists):
+        store.create_resource_server(ResourceServerRecord("https://b.example/mcp", "other", {"x": "y"}, 60))
+    assert store.get_resource_server("https://b.example/mcp") == first
+    assert store.get_resource_server("https://c.example/") is None
+    assert [s.identifier for s in store.list_resource_servers()] == ["https://a.example/api", "https://b.example/mcp"]
+    assert store.delete_resource_server("https://b.example/mcp") is True
+    assert store.delete_resource_server("https://b.example/mcp") is False
+    assert store.get_resource_server("https://b.example/mcp") is None
+
+
+def test_a_consent_remembers_its_resources(store):
+    store.save_consent_scopes("usr_1", "app_1", ["read:analysis"], clock.now(), ["https://b.example/mcp"])
+    assert store.get_consent("usr_1", "app_1").resources == ["https://b.example/mcp"]
+    _consented(store)  # without resources: the Clipron API only
+    assert store.get_consent("usr_1", "app_1").resources == []

@@ -29,6 +29,7 @@ from chalicelib.records import (
     OwnedApp,
     RefreshTokenRecord,
     RegistrationTokenRecord,
+    ResourceServerRecord,
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
@@ -57,8 +58,9 @@ def _item(kind: str, record: Any) -> Item:
 def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None) -> R | None:
     if item is None:
         return None
-    values = copy.deepcopy(item.get("data") or {})
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    # a member the record no longer has (renamed or dropped since the item was written) is ignored
+    values = {name: value for name, value in copy.deepcopy(item.get("data") or {}).items() if name in names}
     for name in _TOP_LEVEL:
         if name in names and name in item:
             values[name] = item[name]
@@ -372,9 +374,12 @@ class MemoryStore:
         record.grant_ids = sorted(item.get("grant_ids") or [])
         return record
 
-    def save_consent_scopes(self, user_id: str, client_id: str, scopes: list[str], granted_at: int) -> None:
+    def save_consent_scopes(
+        self, user_id: str, client_id: str, scopes: list[str], granted_at: int, resources: list[str] | None = None
+    ) -> None:
         """Remember what the user granted (keeping the grant list the code exchanges add to)."""
-        data = {"user_id": user_id, "client_id": client_id, "scopes": list(scopes), "granted_at": granted_at}
+        data = {"user_id": user_id, "client_id": client_id, "scopes": list(scopes), "granted_at": granted_at,
+                "resources": list(resources or [])}
         with self._lock:
             item = self._items.setdefault((f"user#{user_id}", f"consent#{client_id}"), {})
             item.update(kind="consent", data=data)
@@ -395,6 +400,22 @@ class MemoryStore:
 
     def delete_signing_key(self, kid: str) -> None:
         self._delete("keyring", f"key#{kid}")
+
+    # -- resource servers (RFC 8707) --
+    def create_resource_server(self, server: ResourceServerRecord) -> None:
+        self._put_new(("resource-servers", f"rs#{server.identifier}"), _item("resource-server", server))
+
+    def get_resource_server(self, identifier: str) -> ResourceServerRecord | None:
+        return _record(ResourceServerRecord, self._get("resource-servers", f"rs#{identifier}"))
+
+    def list_resource_servers(self) -> list[ResourceServerRecord]:
+        items = self._query("resource-servers", "rs#")
+        return [r for r in (_record(ResourceServerRecord, i) for _, i in items) if r]
+
+    def delete_resource_server(self, identifier: str) -> bool:
+        """False when there was no such resource server."""
+        with self._lock:
+            return self._items.pop(("resource-servers", f"rs#{identifier}"), None) is not None
 
     # -- initial access tokens for dynamic registration --
     def put_registration_token(self, token: RegistrationTokenRecord) -> None:
