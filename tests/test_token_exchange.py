@@ -172,3 +172,22 @@ def test_revoking_the_app_in_connected_apps_stops_exchanges(rw, http, aws):
     c1 = rw.world.clients["C1"]
     Developer(aws.store, aws.clients, clock.now, 0).revoke_access(rw.world.user_id, c1.client_id)
     assert_error(trade(http, rw.mcp_client, subject, resource=API), 400, "invalid_request")
+
+
+def test_the_local_run_seeds_the_demo_mcp_resource_and_its_exchanging_client(aws, http):
+    from chalicelib.local import DEFAULTS, seed
+    from tests.token_helpers import Client, make_world
+
+    seed(aws, dict(DEFAULTS))
+    resource = aws.store.get_resource_server(DEFAULTS["DEMO_MCP_RESOURCE"])
+    assert resource.client_id == DEFAULTS["DEMO_MCP_CLIENT_ID"]
+    assert sorted(resource.scopes) == ["read:analysis", "write:project"]
+    world = make_world(aws)
+    c1 = world.clients["C1"]
+    code = world.issue_code(c1, scope="read:analysis write:project", resources=[resource.identifier])
+    subject = tokens_of(exchange(http, c1, code, resource=resource.identifier))["access_token"]
+    demo = Client(DEFAULTS["DEMO_MCP_CLIENT_ID"], DEFAULTS["DEMO_MCP_CLIENT_SECRET"], [],
+                  aws.store.get_client(DEFAULTS["DEMO_MCP_CLIENT_ID"]))
+    answer = tokens_of(trade(http, demo, subject, resource=API, scope="read:analysis"))
+    analyses = http.get("/v1/analyses", headers={"Authorization": "Bearer " + answer["access_token"]})
+    assert analyses.status_code == 200
