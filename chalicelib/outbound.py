@@ -43,7 +43,7 @@ class OutboundPolicy:
     timeout_seconds: float = 5.0
     max_bytes: int = 5 * 1024
     allow_loopback: bool = False
-    ca_file: str | None = None
+    ca_files: tuple[str, ...] = ()  # trusted besides the system CAs
 
 
 def allowed_address(address: str, allow_loopback: bool) -> bool:
@@ -85,7 +85,12 @@ def fetch_json_document(url: str, policy: OutboundPolicy) -> Fetched:
     except ValueError:
         raise FetchRefused("the URL has an invalid port") from None
     address = resolve_checked(parts.hostname, port, policy.allow_loopback)
-    context = ssl.create_default_context(cafile=policy.ca_file)
+    context = ssl.create_default_context()
+    for ca_file in policy.ca_files:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError):
+            raise FetchRefused("a configured CA bundle cannot be read") from None
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{port}"
     if ":" in parts.hostname:

@@ -56,7 +56,7 @@ class Settings:
     client_id_metadata_documents: bool
     metadata_document_min_cache_seconds: int
     metadata_document_max_cache_seconds: int
-    outbound_ca_file: str | None
+    outbound_ca_files: tuple[str, ...]  # trusted besides the system CAs (outbound fetches)
 
     @property
     def outbound_loopback_allowed(self) -> bool:
@@ -195,10 +195,11 @@ def _registration(get: Callable[..., str]) -> dict[str, object]:
     documents = get("CLIENT_ID_METADATA_DOCUMENTS", "on")
     if documents not in ("on", "off"):
         raise ConfigError(f"CLIENT_ID_METADATA_DOCUMENTS must be on or off, got {documents!r}")
-    # the standard CA bundle variables (requests' and OpenSSL's), so a test or a proxy can add its own CA
-    ca_file = get("REQUESTS_CA_BUNDLE", "") or get("SSL_CERT_FILE", "") or None
+    # the standard CA bundle variables (OpenSSL's and requests'): each one named is trusted besides the
+    # system CAs, so a test or a TLS-inspecting proxy can add its own CA without hiding the others
+    ca_files = tuple(dict.fromkeys(f for f in (get("SSL_CERT_FILE", ""), get("REQUESTS_CA_BUNDLE", "")) if f))
     return {"registration_policy": policy, "client_id_metadata_documents": documents == "on",
-            "outbound_ca_file": ca_file}
+            "outbound_ca_files": ca_files}
 
 
 def worst_aws_call_seconds(connect_timeout: float, read_timeout: float, max_retries: int) -> float:

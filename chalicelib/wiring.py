@@ -84,7 +84,7 @@ def metadata_documents(settings: Settings, store: DynamoStore) -> MetadataDocume
     """Client ID Metadata Documents, fetched under the outbound policy (loopback only in the local stage)."""
     if not settings.client_id_metadata_documents:
         return None
-    policy = OutboundPolicy(allow_loopback=settings.outbound_loopback_allowed, ca_file=settings.outbound_ca_file)
+    policy = OutboundPolicy(allow_loopback=settings.outbound_loopback_allowed, ca_files=settings.outbound_ca_files)
     return MetadataDocuments(store, functools.partial(fetch_json_document, policy=policy), clock.now,
                              settings.metadata_document_min_cache_seconds, settings.metadata_document_max_cache_seconds)
 

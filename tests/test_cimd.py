@@ -17,8 +17,9 @@ from chalicelib import clock
 from chalicelib.oauth import accounts, cimd
 from chalicelib.oauth.cimd import MetadataDocuments
 from chalicelib.outbound import Fetched, FetchRefused, OutboundPolicy, allowed_address, fetch_json_document
+from chalicelib.settings import load_settings
 from tests.authorize_support import CH, EMAIL, PASSWORD, Browser, consent_page, sign_in
-from tests.tls_support import tls_server
+from tests.tls_support import make_ca, tls_server
 
 server = pytest.fixture(tls_server)
 REDIRECT = "http://127.0.0.1:33418/callback"
@@ -31,7 +32,7 @@ def document(url: str, **extra):
 
 
 def policy(server, **overrides) -> OutboundPolicy:
-    return OutboundPolicy(**{"allow_loopback": True, "ca_file": str(server.ca_file), "timeout_seconds": 2.0,
+    return OutboundPolicy(**{"allow_loopback": True, "ca_files": (str(server.ca_file),), "timeout_seconds": 2.0,
                              **overrides})
 
 
@@ -51,8 +52,19 @@ def test_fetches_a_document_over_https_with_the_ca_it_is_told_to_trust(server):
     assert server.behaviour.requests == ["/client.json"]
 
 
+def test_each_named_ca_bundle_is_trusted_not_only_the_first(server, tmp_path):
+    """REQUESTS_CA_BUNDLE often names the system bundle already; SSL_CERT_FILE's CA must still count."""
+    other_ca, _, _ = make_ca(tmp_path, "Another test CA")
+    server.behaviour.document(document(server.url("/client.json")))
+    assert fetch_json_document(server.url("/client.json"), policy(server, ca_files=(str(other_ca),
+                                                                                    str(server.ca_file)))).status == 200
+    settings = load_settings({"AWS_DEFAULT_REGION": "us-east-1", "SSL_CERT_FILE": "/a.pem",
+                              "REQUESTS_CA_BUNDLE": "/b.pem"})
+    assert settings.outbound_ca_files == ("/a.pem", "/b.pem")
+
+
 def test_an_untrusted_certificate_is_refused(server):
-    reason = refused(server.url("/client.json"), policy(server, ca_file=None))
+    reason = refused(server.url("/client.json"), policy(server, ca_files=()))
     assert "certificate" in reason or "TLS" in reason
 
 

@@ -71,13 +71,12 @@ def _certificate(subject: str, issuer: str, public_key: Any, signing_key: Any, c
     return builder.sign(signing_key, hashes.SHA256())
 
 
-def make_ca(directory: Path) -> tuple[Path, Path, Path]:
+def make_ca(directory: Path, ca_name: str = "Clipron test CA") -> tuple[Path, Path, Path]:
     """(CA certificate, server certificate, server key) PEM files; the server is 127.0.0.1 and HOST_NAMES."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _certificate("Clipron test CA", "Clipron test CA", ca_key.public_key(), ca_key, ca=True)
+    ca_cert = _certificate(ca_name, ca_name, ca_key.public_key(), ca_key, ca=True)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = _certificate("127.0.0.1", "Clipron test CA", server_key.public_key(), ca_key, ca=False,
-                               names=HOST_NAMES)
+    server_cert = _certificate("127.0.0.1", ca_name, server_key.public_key(), ca_key, ca=False, names=HOST_NAMES)
     paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
     paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
