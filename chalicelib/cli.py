@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib import clock, wiring
+from chalicelib import audit, clock, wiring
 from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import accounts, registration
@@ -110,6 +110,7 @@ def cmd_create_client(args: argparse.Namespace) -> None:
         services.store.create_client(client)
     except AlreadyExists:
         raise CliError(f"a client with id {client.client_id} already exists") from None
+    audit.emit("client.created", client_id=client.client_id, owner_id=args.owner, via="operator")
     result = {**registration.client_metadata(client), **({"client_secret": secret} if secret else {})}
     print(json.dumps(result, indent=2))
 
@@ -173,7 +174,9 @@ def cmd_issue_registration_token(args: argparse.Namespace) -> None:
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> None:
-    print(json.dumps(_services(args).keyring.rotate(), indent=2))
+    result = _services(args).keyring.rotate()
+    audit.emit("keys.rotated", **result, via="operator")
+    print(json.dumps(result, indent=2))
 
 
 def _days(value: str) -> int:

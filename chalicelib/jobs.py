@@ -15,7 +15,7 @@ from typing import Any
 
 from chalice import Blueprint, Rate
 
-from chalicelib import clock, wiring
+from chalicelib import audit, clock, wiring
 from chalicelib.crypto.keyring import NEXT
 from chalicelib.settings import key_rotation_days
 
@@ -42,5 +42,6 @@ def rotate_signing_keys(event: Any) -> dict[str, Any]:
         result: dict[str, Any] = {"skipped": "the next key was published less than a day ago"}
     else:
         result = keyring.rotate()
+        audit.emit("keys.rotated", **result, via="schedule")
     log.info(json.dumps({"job": ROTATION_FUNCTION, **result}, separators=(",", ":")))
     return result

@@ -55,8 +55,11 @@ class ClientRecord:
     created_at: int = 0
     disabled: bool = False
     resource_server: bool = False  # operator-flagged: may introspect tokens of every client
-    # The one notion of "verified": the operator vouches for this app (CLI create-client). Apps that
-    # registered themselves (Developer Settings, /register, Client ID Metadata Documents) are not.
+    # True only for apps an operator created or vouched for (CLI, the local demo). Apps registered by
+    # anyone else (POST /register, Developer Settings, Client ID Metadata Documents) stay False: the
+    # consent page marks them "not verified by Clipron", their names may not imitate Clipron, and
+    # errors are not redirected to them automatically before the user signed in (RFC 9700 §4.11.2).
+    # Items stored before this field read as False: unknown means not verified.
     verified: bool = False
     # An openly registered client expires when unused (touched on use); a metadata-document client's
     # cached copy expires with its cache lifetime. None: never.

@@ -20,6 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from chalicelib.audit import THROTTLE_EVENTS  # noqa: E402
 from chalicelib.provision import (  # noqa: E402
     APP_NAME,
     KEY_SID,
@@ -95,6 +96,55 @@ def _log_group(stage: str, function: str) -> str:
     return f"/aws/lambda/{APP_NAME}-{stage}-{function}"
 
 
+METRIC_NAMESPACE = "Clipron/OAuth"
+ALARM_TOPIC = "SecurityAlarmTopic"
+# metric -> (audit events it counts, alarm threshold per 5 minutes, what the alarm means). Quoted terms
+# match the event name wherever the Lambda runtime puts the JSON line (its text prefix or not).
+WATCHED = {
+    "RefreshReuseDetected": (("refresh.reuse_detected",), 1,
+                             "a rotated refresh token was used again: possible token theft, the grant was revoked"),
+    "ThrottledAuthentications": (THROTTLE_EVENTS, 50, "a spike of throttled logins or client authentications"),
+    "ServerErrors": (("http.server_error",), 5, "the API answered 5xx"),
+}
+
+
+def _security_alarms(stage: str) -> dict[str, Any]:
+    """Metric filters on the API function's audit events, an alarm per metric, one SNS topic to subscribe to."""
+    resources: dict[str, Any] = {
+        ALARM_TOPIC: {"Type": "AWS::SNS::Topic", "Properties": {
+            "DisplayName": f"Clipron OAuth {stage} security alarms",
+            "Tags": [{"Key": "app", "Value": APP_NAME}, {"Key": "stage", "Value": stage}],
+        }},
+    }
+    log_group = CHALICE_NAMES["api_handler"][2]
+    for metric, (events, threshold, meaning) in WATCHED.items():
+        resources[f"{metric}Filter"] = {
+            "Type": "AWS::Logs::MetricFilter",
+            "Properties": {
+                "LogGroupName": {"Ref": log_group},
+                "FilterPattern": " ".join(f'?"{event}"' for event in events) if len(events) > 1 else f'"{events[0]}"',
+                "MetricTransformations": [{"MetricName": metric, "MetricNamespace": f"{METRIC_NAMESPACE}/{stage}",
+                                           "MetricValue": "1", "DefaultValue": 0}],
+            },
+        }
+        resources[f"{metric}Alarm"] = {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": f"Clipron OAuth {stage}: {meaning}",
+                "Namespace": f"{METRIC_NAMESPACE}/{stage}",
+                "MetricName": metric,
+                "Statistic": "Sum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": threshold,
+                "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": [{"Ref": ALARM_TOPIC}],
+            },
+        }
+    return resources
+
+
 def merge_template(stage: str) -> dict[str, Any]:
     environment = _stage_config(stage)
     tables = table_definitions(environment["OAUTH_TABLE"], environment["API_TABLE"])
@@ -123,10 +173,12 @@ def merge_template(stage: str) -> dict[str, Any]:
             "Properties": {"Policies": _role_policy(stage, pattern, function, function_tables, logical)}
         }
         resources[log_group_name] = {"Properties": {"LogGroupName": _log_group(stage, function)}}
+    resources.update(_security_alarms(stage))
     outputs = {
         "OAuthTableName": {"Value": {"Ref": logical["OAUTH_TABLE"]}},
         "ApiTableName": {"Value": {"Ref": logical["API_TABLE"]}},
         "SigningKeyEnvelopeKeyArn": {"Value": _arn(KEY)},
+        "SecurityAlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
     }
     return {"Resources": resources, "Outputs": outputs}
 

@@ -19,7 +19,8 @@ SCOPES = ["read:analysis", "read:project", "write:analysis"]
 
 
 def add_client(store, client_id: str, uris: list[str], *, public: bool = False, grant_types=None,
-               scopes=None, name: str | None = None) -> ClientRecord:
+               scopes=None, name: str | None = None, verified: bool = True) -> ClientRecord:
+    """An operator-registered (verified) client unless `verified=False` (a self-registered app)."""
     client = ClientRecord(
         client_id=client_id,
         name=name or client_id.upper(),
@@ -29,6 +30,7 @@ def add_client(store, client_id: str, uris: list[str], *, public: bool = False, 
         auth_method="none" if public else "client_secret_basic",
         app_type="native" if public else "web",
         secrets=[] if public else [ClientSecret(digest(client_id + "-secret"))],
+        verified=verified,
     )
     store.create_client(client)
     return client

@@ -16,10 +16,13 @@ from tests.authorize_support import (
     ISS,
     PASSWORD,
     Browser,
+    add_client,
     add_fixture_clients,
     assert_page,
     assert_redirect_error,
     az,
+    consent_page,
+    decide,
     location,
     response_params,
     sign_in,
@@ -105,10 +108,20 @@ def test_registered_query_is_kept_and_parameters_appended(signed_in):
 
 
 def test_native_loopback_redirect_accepts_any_port(signed_in):
+    # a loopback native app is asked for consent every time (README: consent policy), then redirected
     for redirect_uri in ["http://127.0.0.1:51004/cb", "http://[::1]:61023/cb", "http://127.0.0.1/cb"]:
-        response = signed_in.get(az(client_id="n1", redirect_uri=redirect_uri))
-        assert response.status_code == 302
+        response = decide(signed_in, consent_page(signed_in, az(client_id="n1", redirect_uri=redirect_uri)), "allow")
+        assert response.status_code == 303
         assert location(response).startswith(redirect_uri + "?code=")
+
+
+def test_loopback_any_port_is_for_native_apps_only(http, clients):
+    """RFC 8252 §7.3 is for native apps: a confidential web client's loopback URI matches exactly."""
+    add_client(clients.store, "w1", ["http://127.0.0.1/cb", "http://[::1]:8080/cb"])
+    for redirect_uri in ["http://127.0.0.1:51004/cb", "http://[::1]/cb", "http://[::1]:8081/cb"]:
+        assert_page(http.get(az(client_id="w1", redirect_uri=redirect_uri)))
+    assert_redirect_error(http.get(az(client_id="w1", redirect_uri="http://[::1]:8080/cb", scope="nope")),
+                          "invalid_scope", uri="http://[::1]:8080/cb")
 
 
 def test_loopback_exception_covers_only_the_port(http, clients):

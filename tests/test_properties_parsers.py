@@ -145,6 +145,17 @@ def test_z04_a_redirect_uri_matches_only_itself_or_its_loopback_port_variants(ca
 
 
 @FAST
+@given(mutated())
+@example(("http://127.0.0.1/cb", "http://127.0.0.1:51004/cb"))  # was matched for confidential web clients too
+def test_z04_a_confidential_client_matches_only_its_exact_uri(case: tuple[str, str]):
+    """RFC 8252 §7.3's any-port loopback is for native (public) apps only."""
+    registered, candidate = case
+    client = _client(registered)
+    client.auth_method = "client_secret_basic"
+    assert (match_redirect_uri(client, candidate) is not None) is (candidate == registered), candidate
+
+
+@FAST
 @given(st.sampled_from(REGISTERED), st.text(max_size=80))
 def test_z04_arbitrary_text_never_matches_unless_it_is_the_registration(registered: str, text: str):
     expected = text == registered or _only_the_loopback_port_differs(registered, text)

@@ -9,7 +9,6 @@ from chalicelib.store.api_store import AnalysisRecord, ApiStore, ProjectRecord
 
 NAME_LIMIT = 100
 DESCRIPTION_LIMIT = 1000
-PROJECT_FIELDS = ("name", "description")
 
 
 class InvalidInput(Exception):
@@ -27,30 +26,33 @@ class InvalidInput(Exception):
         return body
 
 
-def _text(payload: dict[str, Any], name: str, limit: int, required: bool) -> str:
+# one fixed description per field (never the request's own text, RFC 6749 §5.2 spirit)
+FIELD_RULES = {
+    "name": (NAME_LIMIT, True, "name is required: a string of 1 to 100 characters"),
+    "description": (DESCRIPTION_LIMIT, False, "description must be a string of at most 1000 characters"),
+}
+
+
+def _text(payload: dict[str, Any], name: str) -> str:
+    limit, required, rule = FIELD_RULES[name]
     value = payload.get(name)
     if value is None and not required:
         return ""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string", name)
-    if required and not value.strip():
-        raise InvalidInput(f"{name} is required (1 to {limit} characters)", name)
-    if len(value) > limit:
-        raise InvalidInput(f"{name} must be at most {limit} characters", name)
+    if not isinstance(value, str) or (required and not value.strip()) or len(value) > limit:
+        raise InvalidInput(rule, name)
     return value.strip()
 
 
 def create_project(store: ApiStore, user_id: str, payload: Any, now: int) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidInput("the request body must be a JSON object")
-    unknown = sorted(set(payload) - set(PROJECT_FIELDS))
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]} (accepted: {', '.join(PROJECT_FIELDS)})", unknown[0])
+    if set(payload) - set(FIELD_RULES):  # the unknown name is not echoed
+        raise InvalidInput("the body may only hold the fields name and description")
     project = ProjectRecord(
         project_id=new_id("prj_"),
         user_id=user_id,
-        name=_text(payload, "name", NAME_LIMIT, required=True),
-        description=_text(payload, "description", DESCRIPTION_LIMIT, required=False),
+        name=_text(payload, "name"),
+        description=_text(payload, "description"),
         created_at=now,
     )
     store.put_project(project)

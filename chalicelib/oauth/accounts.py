@@ -6,6 +6,7 @@ import re
 import unicodedata
 from typing import Protocol
 
+from chalicelib import audit
 from chalicelib.crypto.passwords import hash_password, verify_password
 from chalicelib.crypto.secrets import digest, new_id
 from chalicelib.oauth.errors import InvalidRequest
@@ -56,11 +57,15 @@ def authenticate(
         return None
     throttle_key = "login:" + digest(email)
     if store.attempts(throttle_key, window_seconds) >= max_failures:
+        audit.emit("login.throttled", limit="account")
         raise LoginThrottled()
     user_id = store.find_user_id(email)
     user = store.get_user(user_id) if user_id else None
     ok = verify_password(password, user.password_hash if user else None)
     if ok and user is not None and not user.disabled:
+        audit.emit("login.succeeded", user_id=user.user_id)
         return user
     store.count_attempt(throttle_key, window_seconds)
+    reason = "disabled" if ok and user is not None else "password"
+    audit.emit("login.failed", user_id=user.user_id if user is not None else None, reason=reason)
     return None

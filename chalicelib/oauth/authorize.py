@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 from urllib.parse import quote, urlencode
 
+from chalicelib import audit
 from chalicelib.crypto.secrets import digest, new_id, new_token
 from chalicelib.oauth import pkce
 from chalicelib.oauth import scopes as scope_rules
@@ -42,7 +43,6 @@ from chalicelib.records import (
     StoreUnavailable,
 )
 
-IDENTITY = ("client_id", "redirect_uri")
 MAX_STATE = 2048
 MAX_REDIRECT_URI = 2000
 MAX_REQUEST_ID = 128
@@ -107,9 +107,10 @@ class AuthorizationRequest:
 class RedirectError(Exception):
     """An error the client learns at its validated redirect URI (RFC 6749 §4.1.2.1, RFC 9207)."""
 
-    def __init__(self, error: OAuthError, redirect_uri: str, state: str | None) -> None:
+    def __init__(self, error: OAuthError, client: ClientRecord, redirect_uri: str, state: str | None) -> None:
         super().__init__(error.error)
         self.error = error
+        self.client = client
         self.redirect_uri = redirect_uri
         self.state = state
 
@@ -154,9 +155,10 @@ def trusted_client(
     values: dict[str, str], duplicated: set[str], clients: ClientDirectory
 ) -> tuple[ClientRecord, str]:
     """The client and the redirect URI to use, or UntrustedRequest. StoreUnavailable propagates (503)."""
-    for name in IDENTITY:
-        if name in duplicated:
-            raise UntrustedRequest(f"The parameter {name} was sent more than once.")
+    if "client_id" in duplicated:
+        raise UntrustedRequest("The parameter client_id was sent more than once.")
+    if "redirect_uri" in duplicated:
+        raise UntrustedRequest("The parameter redirect_uri was sent more than once.")
     client_id = values.get("client_id")
     if client_id is None:
         raise UntrustedRequest("The request does not say which application is asking (client_id is missing).")
@@ -185,14 +187,13 @@ def validate(
     state = values.get("state")
 
     def fail(error: OAuthError, with_state: bool = True) -> RedirectError:
-        return RedirectError(error, redirect_uri, state if with_state else None)
+        return RedirectError(error, client, redirect_uri, state if with_state else None)
 
     if duplicated:
-        name = sorted(duplicated)[0]
         return_state = "state" not in duplicated
-        raise fail(InvalidRequest(f"the parameter {name} was sent more than once"), return_state)
+        raise fail(InvalidRequest("a parameter was sent more than once"), return_state)
     if state is not None and len(state) > MAX_STATE:
-        raise fail(InvalidRequest(f"state must be at most {MAX_STATE} characters"), with_state=False)
+        raise fail(InvalidRequest("state must be at most 2048 characters"), with_state=False)
     response_type = values.get("response_type")
     if response_type is None:
         raise fail(InvalidRequest("response_type is required"))
@@ -270,11 +271,15 @@ def _code_challenge(
 
 @dataclass(frozen=True)
 class Step:
-    """What the browser does next: `redirect` to the client (code or error), or `login` / `consent`."""
+    """What the browser does next: `redirect` to the client (code or error), `login` / `consent`, or
+    `confirm`: an error for a redirect URI we do not trust, shown on our page with a link the user
+    may follow (`location`), never an automatic redirect (RFC 9700 §4.11.2)."""
 
-    kind: str  # redirect | login | consent
+    kind: str  # redirect | login | consent | confirm
     location: str | None = None
     request_id: str | None = None
+    error: OAuthError | None = None
+    client: ClientRecord | None = None
 
 
 class AuthorizationFlow:
@@ -298,18 +303,24 @@ class AuthorizationFlow:
 
     # -- entry: /authorize --
     def start(self, pairs: list[tuple[str, str]], session: SessionRecord | None) -> Step:
-        """Validate and decide. The fast path (logged in, consent remembered) parks nothing."""
-        request = validate(pairs, self.clients, self.clock(), self.resources)
-        with unavailable_redirects(request):
-            return self._start(request, session)
+        """Validate and decide. The fast path (logged in, consent remembered) parks nothing.
+
+        UntrustedRequest (client or redirect URI unknown) propagates: the caller shows it."""
+        try:
+            request = validate(pairs, self.clients, self.clock(), self.resources)
+            with unavailable_redirects(request):
+                return self._start(request, session)
+        except RedirectError as error:
+            return self._error_step(error, session)
 
     def _start(self, request: AuthorizationRequest, session: SessionRecord | None) -> Step:
         if "none" in request.prompt:
             if session is None:
-                raise RedirectError(LoginRequired("the user is not signed in"), request.redirect_uri, request.state)
+                raise RedirectError(LoginRequired("the user is not signed in"), request.client, request.redirect_uri,
+                                    request.state)
             if not self._consent_remembered(request, session.user_id):
                 error = ConsentRequired("the user has not approved this application")
-                raise RedirectError(error, request.redirect_uri, request.state)
+                raise RedirectError(error, request.client, request.redirect_uri, request.state)
             return self._redirect_with_code(request, session)
         if session is None or "login" in request.prompt:
             return Step("login", request_id=self._park(request))
@@ -330,26 +341,43 @@ class AuthorizationFlow:
                     self._consume(request_id)
                     return self._redirect_with_code(request, session), request
         except RedirectError as unavailable:
-            return Step("redirect", location=unavailable.location(self.issuer)), request
+            return self._error_step(unavailable, session), request
         return Step("consent", request_id=request_id), request
 
-    def decide(self, request_id: str, session: SessionRecord, allow: bool) -> str:
-        """The user's decision on the consent page; returns the redirect location. Single use."""
+    def decide(self, request_id: str, session: SessionRecord, allow: bool) -> Step:
+        """The user's decision on the consent page: the redirect with the code or the error. Single use."""
         request = self.parked(request_id)
         if not self.signed_in_for(request, session):
             raise ParkedRequestGone()
         self._consume(request_id)
-        if not allow:
-            error = AccessDenied("the user denied the request")
-            return RedirectError(error, request.redirect_uri, request.state).location(self.issuer)
         try:
+            if not allow:
+                raise RedirectError(AccessDenied("the user denied the request"), request.client, request.redirect_uri,
+                                    request.state)
             with unavailable_redirects(request):
                 self._remember_consent(request, session.user_id)
-                step = self._redirect_with_code(request, session)
-        except RedirectError as unavailable:
-            return unavailable.location(self.issuer)
-        assert step.location is not None
-        return step.location
+                return self._redirect_with_code(request, session)
+        except RedirectError as error:
+            return self._error_step(error, session)
+
+    def _error_step(self, error: RedirectError, session: SessionRecord | None) -> Step:
+        """An error for the client: redirected automatically only to a redirect URI we trust (RFC 9700
+        §4.11.2): an operator-verified client's, or, for a self-registered one, once the user is signed
+        in and has approved that client before. Otherwise our page tells the user and offers the link."""
+        location = error.location(self.issuer)
+        if self._trusts_redirect(error.client, session):
+            return Step("redirect", location=location)
+        return Step("confirm", location=location, error=error.error, client=error.client)
+
+    def _trusts_redirect(self, client: ClientRecord, session: SessionRecord | None) -> bool:
+        if client.verified:
+            return True
+        if session is None:
+            return False
+        try:
+            return self.store.get_consent(session.user_id, client.client_id) is not None
+        except StoreUnavailable:
+            return False  # cannot tell: the safe answer is our own page
 
     @staticmethod
     def signed_in_for(request: AuthorizationRequest, session: SessionRecord | None) -> bool:
@@ -409,6 +437,9 @@ class AuthorizationFlow:
             raise ParkedRequestGone() from None
 
     def _consent_remembered(self, request: AuthorizationRequest, user_id: str) -> bool:
+        """A remembered consent answers for the user only when the client's identity is assured."""
+        if not consent_may_be_remembered(request.client, request.redirect_uri):
+            return False
         consent = self.store.get_consent(user_id, request.client.client_id)
         return (consent is not None and set(request.scopes) <= set(consent.scopes)
                 and self._audiences(request.resource_ids) <= self._audiences(consent.resources))
@@ -424,6 +455,7 @@ class AuthorizationFlow:
         audiences = self._audiences(request.resource_ids) | (self._audiences(previous.resources) if previous else set())
         self.store.save_consent_scopes(user_id, request.client.client_id, sorted(granted & allowed), self.clock(),
                                        sorted(audiences))
+        audit.emit("consent.granted", user_id=user_id, client_id=request.client.client_id, scope=request.scope)
 
     def _redirect_with_code(self, request: AuthorizationRequest, session: SessionRecord) -> Step:
         code = self.issue_code(request, session)
@@ -434,21 +466,21 @@ class AuthorizationFlow:
         """A 256-bit code, stored only as its digest, bound to everything /token must check."""
         code = new_token()
         now = self.clock()
-        self.store.put_code(
-            CodeRecord(
-                code_digest=digest(code),
-                client_id=request.client.client_id,
-                redirect_uri=request.redirect_uri,
-                redirect_uri_given=request.redirect_uri_given,
-                user_id=session.user_id,
-                scope=request.scope,
-                code_challenge=request.code_challenge,
-                grant_id=new_id(),
-                auth_time=session.auth_time,
-                expires_at=now + self.code_seconds,
-                resources=request.resource_ids,
-            )
+        record = CodeRecord(
+            code_digest=digest(code),
+            client_id=request.client.client_id,
+            redirect_uri=request.redirect_uri,
+            redirect_uri_given=request.redirect_uri_given,
+            user_id=session.user_id,
+            scope=request.scope,
+            code_challenge=request.code_challenge,
+            grant_id=new_id(),
+            auth_time=session.auth_time,
+            expires_at=now + self.code_seconds,
+            resources=request.resource_ids,
         )
+        self.store.put_code(record)
+        audit.emit("code.issued", user_id=record.user_id, client_id=record.client_id, grant_id=record.grant_id)
         return code
 
 
@@ -459,7 +491,20 @@ def unavailable_redirects(request: AuthorizationRequest) -> Iterator[None]:
     try:
         yield
     except StoreUnavailable:
-        raise RedirectError(TemporarilyUnavailable(), request.redirect_uri, request.state) from None
+        raise RedirectError(TemporarilyUnavailable(), request.client, request.redirect_uri, request.state) from None
+
+
+def consent_may_be_remembered(client: ClientRecord, redirect_uri: str) -> bool:
+    """The consent policy for repeated requests (RFC 6749 §10.2, RFC 8252 §8.6).
+
+    A request is approved silently from a remembered consent only when the server can tell it comes
+    from the client that was approved: a confidential client (it authenticates at /token, so a code
+    sent to an impersonator is useless), or a public client whose redirect URI is a claimed https
+    address (only its owner receives the code there). A public client redirecting to a loopback or a
+    private-use scheme URI can be impersonated by any app on the device: the user is asked every time
+    (and prompt=none answers consent_required).
+    """
+    return client.confidential or redirect_uri.startswith("https://")
 
 
 def describe_scopes(request: AuthorizationRequest) -> list[tuple[str, str]]:

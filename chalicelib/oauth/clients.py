@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 from urllib.parse import unquote_plus
 
+from chalicelib import audit
 from chalicelib.crypto.secrets import digest, digests_equal
 from chalicelib.oauth.cimd import MAX_METADATA_URL, is_metadata_url
 from chalicelib.oauth.errors import InvalidClient, InvalidRequest, TooManyRequests
@@ -172,6 +173,7 @@ def authenticate(
     if client is not None:
         failures = directory.store.count_attempt("client:" + client.client_id, FAILURE_WINDOW_SECONDS)
         if failures > max_failures:
+            audit.emit("client_auth.throttled", client_id=client.client_id)
             raise TooManyRequests("too many failed client authentications; retry later", headers={"Retry-After": "60"})
     raise _invalid_client(credentials.used_basic)
 
@@ -180,12 +182,15 @@ def match_redirect_uri(client: ClientRecord, requested: str | None) -> str | Non
     """The redirect URI to use, or None when it does not match a registered one.
 
     Exact string comparison; the only exception is the port of a loopback IP literal registered by
-    a native app (RFC 8252 §7.3). Omitted: allowed when exactly one URI is registered.
+    a native (public) app, which cannot know its port in advance (RFC 8252 §7.3). A confidential web
+    client runs at a fixed address: exact match. Omitted: allowed when exactly one URI is registered.
     """
     if requested is None:
         return client.redirect_uris[0] if len(client.redirect_uris) == 1 else None
     if requested in client.redirect_uris:
         return requested
+    if client.confidential:
+        return None
     loopback = _without_loopback_port(requested)
     if loopback is not None and any(_without_loopback_port(r) == loopback for r in client.redirect_uris):
         return requested

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from chalicelib import audit
 from chalicelib.oauth import registration
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.cimd import MAX_METADATA_URL, app_ref, client_id_from_ref, document_host, is_metadata_url
@@ -101,7 +102,7 @@ def _check_owner(client: ClientRecord | None, user_id: str) -> None:
         raise AppNotFound()
 
 
-def delete_application(store: DeveloperStore, cache: ClientCache, client: ClientRecord) -> None:
+def delete_application(store: DeveloperStore, cache: ClientCache, client: ClientRecord, via: str) -> None:
     """Revoke every grant the client holds (its refresh tokens and access tokens die with them), forget
     the users' consents to it, then delete it. Grants go first: a failure half-way leaves the client in
     place for a retry, never a live token of a deleted client."""
@@ -112,6 +113,7 @@ def delete_application(store: DeveloperStore, cache: ClientCache, client: Client
         store.delete_consent(user_id, client.client_id)
     store.delete_client(client)
     cache.forget(client.client_id)
+    audit.emit("client.deleted", client_id=client.client_id, via=via, grants=len(grants))
 
 
 class Developer:
@@ -160,6 +162,7 @@ class Developer:
         """A new application owned by the user; its secret (confidential apps) is returned once, here."""
         registered = registration.build_client(form_metadata(form), user_id, self.clock())
         self.store.create_client(registered.client)
+        audit.emit("client.created", client_id=registered.client.client_id, owner_id=user_id, via="developer")
         return registered
 
     def update(self, user_id: str, client_id: str, name: str, redirect_uris: list[str], scopes: list[str]) -> None:
@@ -174,6 +177,7 @@ class Developer:
             registration.apply_metadata(client, metadata)
 
         self._change(user_id, client_id, edit)
+        audit.emit("client.updated", client_id=client_id, via="developer")
 
     def rotate_secret(self, user_id: str, client_id: str) -> tuple[ClientRecord, str]:
         """A new secret, shown once; the old one works for the configured overlap (0: stops at once)."""
@@ -185,10 +189,11 @@ class Developer:
             issued[:] = [registration.rotate_secret(client, self.clock(), self.rotation_overlap_seconds)]
 
         client = self._change(user_id, client_id, rotate)
+        audit.emit("client.secret_rotated", client_id=client_id, via="developer")
         return client, issued[0]  # the secret of the write that won
 
     def delete(self, user_id: str, client_id: str) -> None:
-        delete_application(self.store, self.cache, self.app(user_id, client_id))
+        delete_application(self.store, self.cache, self.app(user_id, client_id), via="developer")
 
     # -- Connected apps --
     def connected_apps(self, user_id: str) -> list[ConnectedApp]:
@@ -222,3 +227,4 @@ class Developer:
         for grant_id in consent.grant_ids:
             self.store.revoke_grant(client_id, grant_id)
         self.store.delete_consent(user_id, client_id)
+        audit.emit("consent.withdrawn", user_id=user_id, client_id=client_id, grants=len(consent.grant_ids))

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from chalicelib import audit
 from chalicelib.crypto.secrets import digest, digests_equal, new_token, secret_matches
 from chalicelib.oauth import registration
 from chalicelib.oauth.clients import MAX_CLIENT_ID
@@ -137,6 +138,9 @@ class Registrar:
         access_token = new_token()
         registered.client.registration_token_digest = digest(access_token)
         self.store.create_client(registered.client)
+        if with_token:
+            audit.emit("registration.by_token", client_id=registered.client.client_id)
+        audit.emit("client.created", client_id=registered.client.client_id, via="register" if with_token else "open")
         response = self._information(registered.client)
         if registered.client_secret is not None:
             response["client_secret"] = registered.client_secret
@@ -165,7 +169,8 @@ class Registrar:
             raise InvalidRequest("client_id must be present and equal the client being updated")
         sent = [name for name in _SERVER_OWNED if name in metadata]
         if sent:
-            raise InvalidRequest(f"{sent[0]} must not be sent in an update")
+            raise InvalidRequest("registration_access_token, registration_client_uri, client_secret_expires_at "
+                                 "and client_id_issued_at must not be sent in an update")
         token_digest = client.registration_token_digest
 
         def replace(current: ClientRecord) -> None:
@@ -187,10 +192,11 @@ class Registrar:
         if updated is None:
             raise _unauthorised("the registration access token is invalid")
         self.cache.forget(client.client_id)
+        audit.emit("client.updated", client_id=client.client_id, via="register")
         return self._information(updated)
 
     def delete(self, client: ClientRecord) -> None:
-        delete_application(self.store, self.cache, client)
+        delete_application(self.store, self.cache, client, via="register")
 
     def _information(self, client: ClientRecord) -> dict[str, Any]:
         return {**registration.client_metadata(client), "registration_client_uri": self.client_uri(client.client_id)}

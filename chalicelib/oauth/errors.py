@@ -77,8 +77,8 @@ class InsufficientScope(OAuthError):
     status = 403
 
     def __init__(self, scope: str):
-        super().__init__(f"this request needs the scope {scope}")
-        self.scope = scope
+        super().__init__("the access token lacks the scope this request needs (see the scope attribute)")
+        self.scope = scope  # named in the challenge's scope attribute (RFC 6750 §3)
 
 
 class InvalidRedirectUri(OAuthError):

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from chalicelib import audit
 from chalicelib.crypto.sealing import open_with_token, seal_with_token
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import pkce
@@ -121,6 +122,7 @@ class TokenEndpoint:
             self.store.redeem_code(code, grant, refresh)
         except ConditionFailed:
             self._lost_redemption(code)
+        audit.emit("code.redeemed", user_id=code.user_id, client_id=code.client_id, grant_id=code.grant_id)
         return body
 
     def _redeemable_code(self, client: ClientRecord, form: dict[str, str]) -> CodeRecord:
@@ -135,17 +137,21 @@ class TokenEndpoint:
         # Every binding is checked before reuse: a replay with bad parameters must not revoke (DoS).
         _check_code_bindings(code, client, form.get("redirect_uri") or None, verifier)
         if code.used_at is not None:
-            self.store.revoke_grant(code.client_id, code.grant_id)
-            raise InvalidGrant("the code was already used; the tokens issued from it are revoked")
+            self._replayed(code)
         return code
+
+    def _replayed(self, code: CodeRecord) -> None:
+        """A used code again (RFC 6749 §4.1.2): revoke what it issued."""
+        self.store.revoke_grant(code.client_id, code.grant_id)
+        audit.emit("code.replayed", user_id=code.user_id, client_id=code.client_id, grant_id=code.grant_id)
+        raise InvalidGrant("the code was already used; the tokens issued from it are revoked")
 
     def _lost_redemption(self, code: CodeRecord) -> None:
         """The transaction's condition failed: the code was used meanwhile (reuse), expired, the user is
         gone, or the user revoked the app's access since the code was issued."""
         current = self.store.get_code(code.code_digest)
         if current is not None and current.used_at is not None:
-            self.store.revoke_grant(code.client_id, code.grant_id)
-            raise InvalidGrant("the code was already used; the tokens issued from it are revoked")
+            self._replayed(code)
         raise InvalidGrant("the code is invalid, expired or already used")
 
     # -- refresh_token (RFC 6749 §6, RFC 9700 §4.14.2) --
@@ -183,6 +189,7 @@ class TokenEndpoint:
             if current is not None and current.used_at is not None:  # lost the race to a concurrent refresh
                 return self._repeated_refresh(current, presented, requested, resource)
             raise InvalidGrant("the refresh token is invalid or expired, or its grant was revoked") from None
+        audit.emit("refresh.rotated", user_id=record.user_id, client_id=record.client_id, grant_id=record.grant_id)
         return body
 
     def _repeated_refresh(
@@ -196,6 +203,8 @@ class TokenEndpoint:
             if replay is not None:
                 return replay
         self.store.revoke_grant(record.client_id, record.grant_id)
+        audit.emit("refresh.reuse_detected", user_id=record.user_id, client_id=record.client_id,
+                   grant_id=record.grant_id)
         raise InvalidGrant("the refresh token was already used; its grant is revoked")
 
     def _grace_replay(
@@ -277,7 +286,7 @@ class TokenEndpoint:
 def _required(form: dict[str, str], name: str) -> str:
     value = form.get(name) or None
     if value is None:
-        raise InvalidRequest(f"{name} is required")
+        raise InvalidRequest("code is required" if name == "code" else "refresh_token is required")
     return value
 
 
@@ -308,7 +317,7 @@ def _narrowed(requested: str | None, granted: str) -> str:
     allowed = granted.split()
     wider = [s for s in scopes if s not in allowed]
     if wider:
-        raise InvalidScope(f"the scope {wider[0]} exceeds what was granted")
+        raise InvalidScope("the requested scope exceeds what was granted")
     return format_scope(scopes)
 
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from chalicelib.crypto.secrets import digest, new_id, new_token
 from chalicelib.oauth import scopes as scope_rules
+from chalicelib.oauth.client_display import checked_name
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 from chalicelib.records import AUTH_METHODS, ClientRecord, ClientSecret
 
@@ -46,26 +47,26 @@ def validate_redirect_uri(uri: str, public_client: bool) -> str:
         raise InvalidRedirectUri("a redirect URI must be a non-empty absolute URI")
     # RFC 3986 has no place for these unencoded (quotes and angle brackets would also carry markup)
     if any(ch in uri for ch in '*#\\ \t\r\n"<>{}|^`') or any(ord(ch) < 0x21 or ord(ch) > 0x7E for ch in uri):
-        raise InvalidRedirectUri(f"the redirect URI {uri} has a fragment, a wildcard or invalid characters")
+        raise InvalidRedirectUri("a redirect URI has a fragment, a wildcard or invalid characters")
     try:
         parts = urlsplit(uri)
         port = parts.port
     except ValueError:
-        raise InvalidRedirectUri(f"the redirect URI {uri} is malformed") from None
+        raise InvalidRedirectUri("a redirect URI is malformed") from None
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise InvalidRedirectUri(f"the redirect URI {uri} carries userinfo")
+        raise InvalidRedirectUri("a redirect URI carries userinfo")
     if parts.scheme == "https":
         if not parts.hostname:
-            raise InvalidRedirectUri(f"the redirect URI {uri} has no host")
+            raise InvalidRedirectUri("a redirect URI has no host")
         return uri
     if parts.scheme == "http":
         host = parts.hostname or ""
         if host == "localhost" or _is_loopback_ip(host):
             return uri
-        raise InvalidRedirectUri(f"the redirect URI {uri} must use https (http only on loopback)")
+        raise InvalidRedirectUri("a redirect URI must use https (http only on loopback)")
     if public_client and is_private_use_scheme(uri) and port is None:
         return uri
-    raise InvalidRedirectUri(f"the redirect URI {uri} must use https, loopback http or a private-use scheme")
+    raise InvalidRedirectUri("a redirect URI must use https, loopback http or a private-use scheme")
 
 
 def is_private_use_scheme(uri: str) -> bool:
@@ -113,24 +114,25 @@ def _is_loopback_ip(host: str) -> bool:
 def _string_list(metadata: dict[str, Any], name: str, default: list[str] | None = None) -> list[str]:
     value = metadata.get(name, default)
     if value is None:
-        raise InvalidClientMetadata(f"{name} is required")
+        raise InvalidClientMetadata("redirect_uris is required")  # the only list without a default
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise InvalidClientMetadata(f"{name} must be a list of strings")
+        raise InvalidClientMetadata("grant_types, response_types and redirect_uris must be lists of strings")
     return value
 
 
-def validate_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7591 client metadata checked and normalised; InvalidRedirectUri / InvalidClientMetadata otherwise."""
-    name = metadata.get("client_name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 100:
-        raise InvalidClientMetadata("client_name is required (at most 100 characters)")
+def validate_metadata(metadata: dict[str, Any], verified: bool = False) -> dict[str, Any]:
+    """RFC 7591 client metadata checked and normalised; InvalidRedirectUri / InvalidClientMetadata otherwise.
+
+    `verified`: an operator registers it (only then may the name mention Clipron)."""
+    name = checked_name(metadata.get("client_name"), verified)
     method = metadata.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:
-        raise InvalidClientMetadata(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
+        raise InvalidClientMetadata(
+            "token_endpoint_auth_method must be one of client_secret_basic, client_secret_post, none")
     grant_types = _string_list(metadata, "grant_types", ["authorization_code", "refresh_token"])
     unknown = [g for g in grant_types if g not in GRANT_TYPES]
     if unknown:
-        raise InvalidClientMetadata(f"unsupported grant type {unknown[0]}")
+        raise InvalidClientMetadata("grant_types holds an unsupported grant type")
     if "client_credentials" in grant_types and method == "none":
         raise InvalidClientMetadata("client_credentials needs a confidential client")
     if "refresh_token" in grant_types and "authorization_code" not in grant_types:
@@ -155,10 +157,10 @@ def validate_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     client_scopes = requested if requested is not None else default_scopes()  # least privilege
     unknown_scopes = [s for s in client_scopes if s not in scope_rules.CATALOGUE]
     if unknown_scopes:
-        raise InvalidClientMetadata(f"unknown scope {unknown_scopes[0]}")
+        raise InvalidClientMetadata("scope holds an unknown scope")
     app_type = "machine" if not uses_code else ("native" if method == "none" else "web")
     return {
-        "client_name": name.strip(),
+        "client_name": name,
         "token_endpoint_auth_method": method,
         "grant_types": grant_types,
         "response_types": response_types,
@@ -174,7 +176,7 @@ def build_client(
     """A new client from validated metadata, with a fresh secret for confidential clients.
 
     `verified`: the operator registers it (CLI); every self-registered app is unverified."""
-    accepted = validate_metadata(metadata)
+    accepted = validate_metadata(metadata, verified)
     method = accepted["token_endpoint_auth_method"]
     secret = new_token() if method != "none" else None
     client = ClientRecord(
@@ -225,7 +227,7 @@ def apply_metadata(client: ClientRecord, metadata: dict[str, Any]) -> None:
     A confidential client stays confidential and a public one public: switching would need a secret
     issued or withdrawn, which is a new registration, not an edit.
     """
-    accepted = validate_metadata(metadata)
+    accepted = validate_metadata(metadata, client.verified)
     method = accepted["token_endpoint_auth_method"]
     if (method == "none") != (client.auth_method == "none"):
         raise InvalidClientMetadata("token_endpoint_auth_method cannot change between public and confidential")

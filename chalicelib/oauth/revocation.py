@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from chalicelib import audit
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.errors import InvalidToken, UnauthorizedClient, UnsupportedTokenType
 from chalicelib.oauth.introspection import looks_like_jwt
@@ -51,6 +52,8 @@ class Revoker:
         record = self.store.get_refresh_token(digest(token))  # None when unknown or expired
         if record is not None and self._owned_by(caller, record.client_id):
             self.store.revoke_grant(record.client_id, record.grant_id)
+            audit.emit("token.revoked", client_id=record.client_id, grant_id=record.grant_id,
+                       token_type="refresh_token")
 
     def _access_token(self, caller: ClientRecord, token: str) -> None:
         try:
@@ -61,6 +64,8 @@ class Revoker:
             return
         if claims.grant_id is not None:
             self.store.revoke_grant(claims.grant_owner, claims.grant_id)
+            audit.emit("token.revoked", client_id=claims.client_id, grant_id=claims.grant_id,
+                       token_type="access_token")
         elif self.clock() < claims.exp:
             raise UnsupportedTokenType(
                 "client_credentials access tokens cannot be revoked; they expire at their exp"

@@ -39,7 +39,7 @@ def resolve(requested: str | None, allowed: list[str]) -> list[str]:
         return sorted(allowed)
     not_allowed = [s for s in scopes if s not in allowed]
     if not_allowed:
-        raise InvalidScope(f"the scope {not_allowed[0]} is not allowed for this client")
+        raise InvalidScope("a requested scope is not allowed for this client")
     return scopes
 
 

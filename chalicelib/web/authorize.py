@@ -18,12 +18,12 @@ from chalicelib.oauth import accounts
 from chalicelib.oauth.authorize import (
     AuthorizationFlow,
     ParkedRequestGone,
-    RedirectError,
     Step,
     UntrustedRequest,
     describe_scopes,
 )
 from chalicelib.oauth.cimd import document_host
+from chalicelib.oauth.client_display import display_name, redirect_target
 from chalicelib.oauth.sessions import csrf_token
 from chalicelib.records import SessionRecord
 from chalicelib.web.common import (
@@ -94,6 +94,8 @@ def _follow(step: Step) -> Response:
     if step.kind == "redirect":
         assert step.location is not None
         return _redirect(step.location, _redirect_status())
+    if step.kind == "confirm":
+        return _error_for_untrusted_client(step)
     assert step.request_id is not None
     return _redirect(_resume_url("/login" if step.kind == "login" else "/consent", step.request_id),
                      _redirect_status())
@@ -121,6 +123,34 @@ def _parked_redirect_uri(request_id: str | None) -> str | None:
         return None
 
 
+# what the user reads about an error we do not redirect automatically (fixed texts, by error code)
+ERROR_EXPLANATIONS = {
+    "access_denied": "You chose not to allow this application.",
+    "login_required": "The application asked to continue without showing you a sign-in page.",
+    "consent_required": "The application asked to continue without asking for your permission.",
+    "temporarily_unavailable": "Clipron is briefly unavailable. Please try again.",
+}
+DEFAULT_EXPLANATION = "The application sent a request Clipron cannot accept."
+
+
+def _error_for_untrusted_client(step: Step) -> Response:
+    """RFC 9700 §4.11.2: an error for an app Clipron has not verified stays on our page; the user may
+    follow the link back to the app (its scheme and host shown), nothing goes there by itself."""
+    assert step.location is not None and step.error is not None and step.client is not None
+    error = step.error
+    return page(
+        "redirect_notice.html",
+        status=200 if error.error == "access_denied" else 400,
+        title="This request cannot be completed" if error.error != "access_denied" else "Access not allowed",
+        explanation=ERROR_EXPLANATIONS.get(error.error, DEFAULT_EXPLANATION),
+        error_code=error.error,
+        description=error.description,
+        client_name=display_name(step.client.name),
+        target=redirect_target(step.location),
+        location=step.location,
+    )
+
+
 def _forbidden() -> Response:
     return error_page("Request refused", "This form was not sent from a Clipron page. Reload the page and try again.",
                       403)
@@ -139,8 +169,6 @@ def authorize() -> Response:
         step = _flow().start(pairs, session)
     except UntrustedRequest as error:
         return error_page("This request cannot be completed", error.message)
-    except RedirectError as error:
-        return _redirect(error.location(services().settings.issuer), _redirect_status())
     return _follow(step)
 
 
@@ -263,11 +291,11 @@ def consent_form() -> Response:
     return page(
         "consent.html",
         headers=_allowing_redirect_to(request.redirect_uri),
-        title=f"Allow {request.client.name}?",
-        client_name=request.client.name,
+        title=f"Allow {display_name(request.client.name)}?",
+        client_name=display_name(request.client.name),
         verified=request.client.verified,
         document_host=document_host(request.client.client_id),
-        redirect_host=urlsplit(request.redirect_uri).netloc or request.redirect_uri,
+        redirect_target=redirect_target(request.redirect_uri),
         scopes=describe_scopes(request),
         resources=[(server.name, server.identifier) for server in request.resources],
         action=services().settings.url("/consent"),
@@ -289,7 +317,7 @@ def consent_submit() -> Response:
     if decision not in ("allow", "deny"):
         return error_page("Something is wrong with this request", "Choose Allow or Deny.")
     try:
-        location = _flow().decide(request_id, session, allow=decision == "allow")
+        step = _flow().decide(request_id, session, allow=decision == "allow")
     except ParkedRequestGone:
         return error_page("Request expired", GONE)
-    return _redirect(location, 303)
+    return _follow(step)

@@ -15,6 +15,7 @@ from chalice.app import Request
 from chalicelib import strict_json
 from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.keyring import NoSigningKey
+from chalicelib.oauth.client_display import display_name
 from chalicelib.oauth.errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from chalicelib.records import StoreUnavailable
 
@@ -65,11 +66,11 @@ def unique_parameters(pairs: list[tuple[str, str]]) -> dict[str, str]:
         if any(ch in name for ch in "\x00\ufffd\ufeff"):  # a NUL, a broken byte or a BOM: no real name
             raise InvalidRequest("a parameter name is not valid text")
         if name in values:
-            raise InvalidRequest(f"the parameter {name} was sent more than once")
+            raise InvalidRequest("a parameter was sent more than once")
         if len(value) > MAX_VALUE_LENGTH:
-            raise InvalidRequest(f"the parameter {name} is too long")
+            raise InvalidRequest("a parameter value is too long")
         if any(ch in value for ch in "\x00\ufffd\ufeff"):
-            raise InvalidRequest(f"the parameter {name} is not valid text")
+            raise InvalidRequest("a parameter value is not valid text")
         values[name] = value
     return values
 
@@ -115,7 +116,9 @@ def json_body(request: Request, malformed: type[OAuthError] = InvalidRequest) ->
         return strict_json.loads(raw)
     except strict_json.DuplicateMember:
         raise malformed("a member of the JSON body appears twice") from None
-    except ValueError:  # UnicodeDecodeError included
+    except strict_json.NotText:
+        raise malformed("the JSON body holds text that is not valid Unicode") from None
+    except ValueError:  # UnicodeDecodeError and nesting deeper than strict_json.MAX_DEPTH included
         raise malformed("the request body is not valid JSON") from None
 
 
@@ -132,7 +135,7 @@ def single_header(request: Request, name: str) -> str | None:
     multi = (request.to_original_event() or {}).get("multiValueHeaders") or {}
     values = [v for key, vs in multi.items() if key.lower() == name for v in (vs or [])]
     if len(values) > 1:
-        raise InvalidRequest(f"the {name} header was sent more than once")
+        raise InvalidRequest("a header was sent more than once")
     return request.headers.get(name)
 
 
@@ -153,6 +156,10 @@ def query_pairs(request: Request) -> list[tuple[str, str]]:
     pairs = [(name, value) for name in params for value in params.getlist(name)]
     if len(pairs) > MAX_PARAMETERS:
         raise InvalidRequest("too many parameters")
+    # the Lambda event is JSON: a "\udc80" escape arrives as a lone surrogate, and a state or scope
+    # holding one would be parked, then break the redirect or the page that shows it
+    if not all(strict_json.scalar_text(name) and strict_json.scalar_text(value) for name, value in pairs):
+        raise InvalidRequest("a parameter is not valid text")
     return pairs
 
 
@@ -184,17 +191,21 @@ def templates() -> Any:
 
     global _templates
     if _templates is None:
-        _templates = Environment(
+        environment = Environment(
             loader=PackageLoader("chalicelib.web", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
+        environment.filters["display"] = display_name  # every application name goes through it
+        _templates = environment
     return _templates
 
 
 def page(template: str, status: int = 200, headers: Mapping[str, str] | None = None, **context: Any) -> Response:
     from chalicelib.wiring import services  # the page needs the stage (for HSTS) only at render time
 
-    body = templates().get_template(template).render(**context)
+    # whatever is already stored (a lone surrogate from before the input rules) must not stop a page
+    # from rendering: users could no longer see or revoke their apps
+    body = templates().get_template(template).render(**context).encode("utf-8", "replace").decode("utf-8")
     secure = services().settings.secure_cookies
     all_headers = {**PAGE_HEADERS, **(HSTS if secure else {}), **(headers or {})}
     return Response(body=body, status_code=status, headers=all_headers)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from http.cookies import CookieError, SimpleCookie
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -22,17 +21,21 @@ def cookie_name(base: str, settings: Settings) -> str:
     return f"__Host-{base}" if settings.secure_cookies else base
 
 
-def read_cookie(request: Request, base: str, settings: Settings) -> str | None:
-    header = request.headers.get("cookie")
+def cookie_value(header: str | None, name: str) -> str | None:
+    """The first non-empty value of cookie `name` in a Cookie header, read pair by pair (RFC 6265 §5.4):
+    another cookie on the domain that is not a valid cookie-pair (`prefs={"theme":"dark"}`) is skipped,
+    never a reason to ignore the whole header."""
     if not header or len(header) > 8192:
         return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except CookieError:
-        return None
-    morsel = jar.get(cookie_name(base, settings))
-    return morsel.value if morsel is not None and morsel.value else None
+    for pair in header.split(";"):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == name and value.strip():
+            return value.strip()
+    return None
+
+
+def read_cookie(request: Request, base: str, settings: Settings) -> str | None:
+    return cookie_value(request.headers.get("cookie"), cookie_name(base, settings))
 
 
 def set_cookie(base: str, value: str, max_age: int, settings: Settings) -> str:

@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 from chalice.app import Request, Response
 
+from chalicelib import audit
+
 log = logging.getLogger("clipron.oauth.access")
 log.setLevel(logging.INFO)  # the Lambda runtime leaves the root logger at WARNING; these lines are the point
 
@@ -29,4 +31,6 @@ def access_log(event: Request, get_response: Callable[[Request], Response]) -> R
         "ms": round((time.perf_counter() - started) * 1000, 2),
     }
     log.info(json.dumps(record, separators=(",", ":")))
+    if response.status_code >= 500:  # the CloudWatch alarm on 5xx counts these (infra/template.py)
+        audit.emit("http.server_error", route=record["route"], status=response.status_code)
     return response
