@@ -309,3 +309,14 @@ def test_query_parameters_that_are_not_valid_text_are_refused():
     for params in ({"state": ["bad\udc80"]}, {"bad\ud800": ["x"]}):
         with pytest.raises(InvalidRequest):
             query_pairs(SimpleNamespace(query_params=MultiDict(params)))
+
+
+def test_connected_apps_marks_apps_clipron_has_not_verified(aws, http, user):
+    add_client(aws.store, "ops", ["https://ops.example/cb"], name="Operator App")
+    add_client(aws.store, "selfmade", ["https://self.example/cb"], name="Self Made", verified=False)
+    issue_grant(aws, "ops", user.user_id)
+    issue_grant(aws, "selfmade", user.user_id)
+    html = signed_in_browser(http).get("/account/apps").body.decode()
+    sections = html.split("<section")[1:]
+    marked = {("Self Made" in s, "not verified by Clipron" in s) for s in sections}
+    assert marked == {(True, True), (False, False)}

@@ -66,6 +66,7 @@ class ConnectedApp:
     name: str
     scopes: list[tuple[str, str]]  # (scope, what it lets the app do)
     granted_at: int
+    verified: bool = False  # operator-verified (ClientRecord.verified); the page marks the others
 
     @property
     def ref(self) -> str:
@@ -200,22 +201,22 @@ class Developer:
         """Every application the user has authorised and that still exists, newest first."""
         connected = []
         for consent in self.store.list_consents(user_id):
-            name = self._app_name(consent.client_id)
-            if name is None:
+            identity = self._app_identity(consent.client_id)
+            if identity is None:
                 continue
-            connected.append(
-                ConnectedApp(consent.client_id, name, scope_rules.describe(consent.scopes), consent.granted_at)
-            )
+            name, verified = identity
+            connected.append(ConnectedApp(consent.client_id, name, scope_rules.describe(consent.scopes),
+                                          consent.granted_at, verified))
         return sorted(connected, key=lambda app: (-app.granted_at, app.name))
 
-    def _app_name(self, client_id: str) -> str | None:
-        """The name of an app that still exists; a metadata-document client is listed even when its cached
-        document has lapsed (its grants live on), under the host that publishes it."""
+    def _app_identity(self, client_id: str) -> tuple[str, bool] | None:
+        """(name, verified) of an app that still exists; a metadata-document client is listed even when its
+        cached document has lapsed (its grants live on), under the host that publishes it."""
         if is_metadata_url(client_id):
             cached = self.store.get_metadata_client(client_id)
-            return cached.name if cached is not None else document_host(client_id)
+            return (cached.name, cached.verified) if cached is not None else (document_host(client_id), False)
         client = self.store.get_client(client_id)
-        return client.name if client is not None else None
+        return (client.name, client.verified) if client is not None else None
 
     def revoke_access(self, user_id: str, client_ref: str) -> None:
         """Withdraw the user's consent and revoke every grant it produced, so their refresh tokens stop working."""
