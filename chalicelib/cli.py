@@ -23,7 +23,7 @@ from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import accounts, registration
 from chalicelib.oauth.errors import OAuthError
 from chalicelib.oauth.grants import TOKEN_EXCHANGE
-from chalicelib.oauth.resource_servers import builtin_api, new_resource_server
+from chalicelib.oauth.resource_servers import builtin_api, new_resource_server, registrable_scopes
 from chalicelib.oauth.scopes import CATALOGUE
 from chalicelib.records import AlreadyExists, ClientSecret, RegistrationTokenRecord, StoreUnavailable
 from chalicelib.settings import STAGES, ConfigError, load_settings
@@ -91,7 +91,8 @@ def cmd_create_client(args: argparse.Namespace) -> None:
     if args.type == "machine":
         metadata["response_types"] = []
     services = _services(args)
-    registered = registration.build_client(metadata, args.owner, clock.now(), verified=True)  # the operator vouches
+    registered = registration.build_client(metadata, args.owner, clock.now(), verified=True,  # the operator vouches
+                                           extra_scopes=registrable_scopes(services.store))
     client, secret = registered.client, registered.client_secret
     if args.resource_server:
         if not client.confidential:

@@ -18,7 +18,7 @@ from chalicelib.crypto.envelope import Envelope
 from chalicelib.crypto.keyring import KeyRing
 from chalicelib.oauth.cimd import MetadataDocuments
 from chalicelib.oauth.clients import ClientDirectory
-from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api
+from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api, registrable_scopes
 from chalicelib.oauth.sessions import Sessions
 from chalicelib.oauth.tokens import AccessTokens
 from chalicelib.outbound import OutboundPolicy, fetch_json_document
@@ -86,7 +86,8 @@ def metadata_documents(settings: Settings, store: DynamoStore) -> MetadataDocume
         return None
     policy = OutboundPolicy(allow_loopback=settings.outbound_loopback_allowed, ca_files=settings.outbound_ca_files)
     return MetadataDocuments(store, functools.partial(fetch_json_document, policy=policy), clock.now,
-                             settings.metadata_document_min_cache_seconds, settings.metadata_document_max_cache_seconds)
+                             settings.metadata_document_min_cache_seconds, settings.metadata_document_max_cache_seconds,
+                             lambda: registrable_scopes(store))
 
 
 def services() -> Services:

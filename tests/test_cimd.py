@@ -333,3 +333,10 @@ def test_connected_apps_lists_and_revokes_a_metadata_document_client(aws, http):
 @pytest.mark.parametrize("client_id", ["app_x", URL, "doc.!!!", "doc.aHR0cDovL3g"])
 def test_app_refs_round_trip(client_id):
     assert cimd.client_id_from_ref(cimd.app_ref(client_id)) == client_id
+
+
+def test_a_document_may_name_scopes_of_a_resource_server():
+    with pytest.raises(cimd.DocumentRefused):
+        cimd.client_from_document(URL, fetched(document(URL, scope="tools:run")), 0, 60)
+    client = cimd.client_from_document(URL, fetched(document(URL, scope="tools:run")), 0, 60, {"tools:run"})
+    assert client.scopes == ["tools:run"]

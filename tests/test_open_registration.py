@@ -184,3 +184,16 @@ def test_the_consent_page_marks_an_open_client_unverified(aws, open_policy):
     path = ("/authorize?response_type=code&scope=read:analysis&client_id=" + client_id +
             "&redirect_uri=http://127.0.0.1:33418/callback&state=s&code_challenge_method=S256&code_challenge=" + CH)
     assert 'id="unverified"' in consent_page(browser, path).body.decode()
+
+
+def test_an_agent_may_register_for_scopes_an_operators_resource_server_accepts(aws, open_policy):
+    """The MCP SDK registers with the scopes the MCP server's metadata lists; they need not be in the catalogue."""
+    from chalicelib.oauth.resource_servers import new_resource_server
+
+    unknown = register(open_policy, {**AGENT, "scope": "tools:run"})
+    assert unknown.status_code == 400 and body(unknown)["error"] == "invalid_client_metadata"
+    server = new_resource_server("https://mcp.example/mcp", "Tools", {"tools:run": "Run the tools"}, 600, None,
+                                 clock.now())
+    aws.store.create_resource_server(server)
+    response = register(open_policy, {**AGENT, "scope": "read:analysis tools:run"})
+    assert response.status_code == 201 and body(response)["scope"] == "read:analysis tools:run"

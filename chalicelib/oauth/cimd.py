@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from typing import Callable, Protocol
+from typing import Callable, Collection, Protocol
 from urllib.parse import urlsplit
 
 from chalicelib import strict_json
@@ -103,7 +103,8 @@ def cache_seconds(cache_control: str, low: int, high: int) -> int:
     return max(low, min(high, int(match.group(1))))
 
 
-def client_from_document(url: str, fetched: Fetched, now: int, expires_at: int) -> ClientRecord:
+def client_from_document(url: str, fetched: Fetched, now: int, expires_at: int,
+                         extra_scopes: Collection[str] = ()) -> ClientRecord:
     """The client a fetched document describes; DocumentRefused when it does not describe one for `url`."""
     content_type = fetched.content_type.split(";")[0].strip().lower()
     if not _JSON_TYPE.match(content_type):
@@ -124,7 +125,7 @@ def client_from_document(url: str, fetched: Fetched, now: int, expires_at: int) 
     metadata = {"client_name": name, "token_endpoint_auth_method": "none",
                 **{key: document[key] for key in _PASSED_THROUGH if key in document}}
     try:
-        accepted = registration.validate_metadata(metadata)
+        accepted = registration.validate_metadata(metadata, extra_scopes=extra_scopes)
     except OAuthError:
         raise DocumentRefused("the document's metadata is not acceptable") from None
     if "authorization_code" not in accepted["grant_types"]:
@@ -153,12 +154,14 @@ class MetadataDocuments:
         clock: Callable[[], int],
         min_cache_seconds: int,
         max_cache_seconds: int,
+        resource_scopes: Callable[[], Collection[str]] = tuple,
     ) -> None:
         self.store = store
         self.fetch = fetch
         self.clock = clock
         self.min_cache_seconds = min_cache_seconds
         self.max_cache_seconds = max_cache_seconds
+        self.resource_scopes = resource_scopes  # scopes the operator's resource servers accept
 
     def resolve(self, url: str) -> ClientRecord | None:
         """The client, or None when the URL or its document is unusable (the reason goes to the log only)."""
@@ -171,7 +174,7 @@ class MetadataDocuments:
         try:
             fetched = self.fetch(url)
             lifetime = cache_seconds(fetched.cache_control, self.min_cache_seconds, self.max_cache_seconds)
-            client = client_from_document(url, fetched, now, now + lifetime)
+            client = client_from_document(url, fetched, now, now + lifetime, self.resource_scopes())
         except (FetchRefused, DocumentRefused) as refused:
             log.warning("client metadata document refused: %s", refused)
             return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Collection, Protocol
 
 from chalicelib import audit
 from chalicelib.crypto.secrets import digest, digests_equal, new_token, secret_matches
@@ -92,12 +92,14 @@ class Registrar:
         clock: Callable[[], int],
         url: Callable[[str], str],
         policy: RegistrationPolicy | None = None,
+        resource_scopes: Callable[[], Collection[str]] = tuple,
     ) -> None:
         self.store = store
         self.cache = cache
         self.clock = clock
         self.url = url  # absolute URL under the issuer
         self.policy = policy or RegistrationPolicy()
+        self.resource_scopes = resource_scopes  # scopes the operator's resource servers accept, beyond the catalogue
 
     def client_uri(self, client_id: str) -> str:
         return self.url(f"/register/{client_id}")
@@ -130,10 +132,11 @@ class Registrar:
         if not isinstance(metadata, dict):
             raise InvalidClientMetadata("the request body must be a JSON object of client metadata")
         now = self.clock()
+        extra = self.resource_scopes()
         if with_token:
-            registered = registration.build_client(metadata, None, now)
+            registered = registration.build_client(metadata, None, now, extra_scopes=extra)
         else:
-            registered = registration.build_client(_public_only(metadata), None, now)
+            registered = registration.build_client(_public_only(metadata), None, now, extra_scopes=extra)
             registered.client.expires_at = now + self.policy.idle_seconds
         access_token = new_token()
         registered.client.registration_token_digest = digest(access_token)
@@ -183,7 +186,7 @@ class Registrar:
                 matches = [secret_matches(presented, d) for d in live] if isinstance(presented, str) else []
                 if not any(matches):
                     raise InvalidRequest("client_secret does not match the current secret (it cannot be chosen)")
-            registration.apply_metadata(current, metadata)
+            registration.apply_metadata(current, metadata, self.resource_scopes())
 
         try:
             updated = self.store.update_client(client.client_id, replace)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection
 from urllib.parse import urlsplit
 
 from chalicelib.crypto.secrets import digest, new_id, new_token
@@ -120,10 +120,13 @@ def _string_list(metadata: dict[str, Any], name: str, default: list[str] | None 
     return value
 
 
-def validate_metadata(metadata: dict[str, Any], verified: bool = False) -> dict[str, Any]:
+def validate_metadata(metadata: dict[str, Any], verified: bool = False, *,
+                      extra_scopes: Collection[str] = ()) -> dict[str, Any]:
     """RFC 7591 client metadata checked and normalised; InvalidRedirectUri / InvalidClientMetadata otherwise.
 
-    `verified`: an operator registers it (only then may the name mention Clipron)."""
+    `verified`: an operator registers it (only then may the name mention Clipron). A scope is known
+    when it is in the catalogue or in `extra_scopes` (those the operator's resource servers accept:
+    an agent registers for the MCP server it connects to)."""
     name = checked_name(metadata.get("client_name"), verified)
     method = metadata.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:
@@ -155,7 +158,7 @@ def validate_metadata(metadata: dict[str, Any], verified: bool = False) -> dict[
     except OAuthError:
         raise InvalidClientMetadata("scope is malformed") from None
     client_scopes = requested if requested is not None else default_scopes()  # least privilege
-    unknown_scopes = [s for s in client_scopes if s not in scope_rules.CATALOGUE]
+    unknown_scopes = [s for s in client_scopes if s not in scope_rules.CATALOGUE and s not in extra_scopes]
     if unknown_scopes:
         raise InvalidClientMetadata("scope holds an unknown scope")
     app_type = "machine" if not uses_code else ("native" if method == "none" else "web")
@@ -171,12 +174,13 @@ def validate_metadata(metadata: dict[str, Any], verified: bool = False) -> dict[
 
 
 def build_client(
-    metadata: dict[str, Any], owner_id: str | None, now: int, *, verified: bool = False
+    metadata: dict[str, Any], owner_id: str | None, now: int, *, verified: bool = False,
+    extra_scopes: Collection[str] = (),
 ) -> RegisteredClient:
     """A new client from validated metadata, with a fresh secret for confidential clients.
 
     `verified`: the operator registers it (CLI); every self-registered app is unverified."""
-    accepted = validate_metadata(metadata, verified)
+    accepted = validate_metadata(metadata, verified, extra_scopes=extra_scopes)
     method = accepted["token_endpoint_auth_method"]
     secret = new_token() if method != "none" else None
     client = ClientRecord(
@@ -221,13 +225,13 @@ def rotate_secret(client: ClientRecord, now: int, overlap_seconds: int) -> str:
     return secret
 
 
-def apply_metadata(client: ClientRecord, metadata: dict[str, Any]) -> None:
+def apply_metadata(client: ClientRecord, metadata: dict[str, Any], extra_scopes: Collection[str] = ()) -> None:
     """Replace a client's metadata with validated `metadata` (RFC 7592 update, Developer Settings edit).
 
     A confidential client stays confidential and a public one public: switching would need a secret
     issued or withdrawn, which is a new registration, not an edit.
     """
-    accepted = validate_metadata(metadata, client.verified)
+    accepted = validate_metadata(metadata, client.verified, extra_scopes=extra_scopes)
     method = accepted["token_endpoint_auth_method"]
     if (method == "none") != (client.auth_method == "none"):
         raise InvalidClientMetadata("token_endpoint_auth_method cannot change between public and confidential")

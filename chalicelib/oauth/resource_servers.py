@@ -138,3 +138,12 @@ def scopes_for(server: ResourceServerRecord, granted: list[str]) -> list[str]:
     if not accepted:
         raise InvalidScope("the grant holds no scope this resource accepts")
     return accepted
+
+
+class ResourceServerList(Protocol):
+    def list_resource_servers(self) -> list[ResourceServerRecord]: ...
+
+
+def registrable_scopes(store: ResourceServerList) -> set[str]:
+    """Every scope some registered resource server accepts (one Query; registration paths only)."""
+    return {scope for server in store.list_resource_servers() for scope in server.scopes}

@@ -8,6 +8,7 @@ from chalice.app import Request
 from chalicelib import clock
 from chalicelib.oauth.dynamic_registration import Registrar, RegistrationPolicy
 from chalicelib.oauth.errors import InvalidClientMetadata
+from chalicelib.oauth.resource_servers import registrable_scopes
 from chalicelib.web.common import ANY_BODY, NO_STORE, guarded, json_body, json_response, method_not_allowed
 from chalicelib.wiring import services
 
@@ -23,7 +24,7 @@ def registrar() -> Registrar:
         per_source_per_hour=settings.open_registration_per_source_per_hour,
         per_hour=settings.open_registration_per_hour,
     )
-    return Registrar(s.store, s.clients, clock.now, settings.url, policy)
+    return Registrar(s.store, s.clients, clock.now, settings.url, policy, lambda: registrable_scopes(s.store))
 
 
 def _authorization(request: Request) -> str | None:
