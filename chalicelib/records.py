@@ -200,3 +200,12 @@ class RegistrationTokenRecord:
     created_at: int
     expires_at: int
     description: str = ""
+
+
+@dataclass(frozen=True)
+class CounterSlot:
+    """One unit of a throttle counter: `key`'s count in the current `window_seconds` window, at most `limit`."""
+
+    key: str
+    window_seconds: int
+    limit: int

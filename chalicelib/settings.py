@@ -46,6 +46,17 @@ class Settings:
     login_max_failures: int
     login_window_seconds: int
     client_auth_max_failures: int
+    login_source_max_failures: int
+    login_account_max_failures: int
+    login_global_max_failures_per_minute: int
+    login_backoff_max_seconds: int
+    known_device_days: int
+    client_auth_source_max_failures: int
+    max_apps_per_user: int
+    registrations_per_token_per_day: int
+    parked_requests_per_source: int
+    api_writes_per_user_per_minute: int
+    request_deadline_seconds: float
     ddb_connect_timeout_seconds: float
     ddb_read_timeout_seconds: float
     ddb_max_retries: int
@@ -125,6 +136,24 @@ _NUMBERS: dict[str, tuple[str, str, Callable[[str], object]]] = {
     "login_max_failures": ("LOGIN_MAX_FAILURES", "10", _int("LOGIN_MAX_FAILURES", 1, 1000)),
     "login_window_seconds": ("LOGIN_WINDOW_SECONDS", "900", _int("LOGIN_WINDOW_SECONDS", 10, _DAY)),
     "client_auth_max_failures": ("CLIENT_AUTH_MAX_FAILURES", "50", _int("CLIENT_AUTH_MAX_FAILURES", 1, 10000)),
+    "login_source_max_failures": ("LOGIN_SOURCE_MAX_FAILURES", "30", _int("LOGIN_SOURCE_MAX_FAILURES", 1, 100000)),
+    "login_account_max_failures": (
+        "LOGIN_ACCOUNT_MAX_FAILURES", "100", _int("LOGIN_ACCOUNT_MAX_FAILURES", 1, 100000)),
+    "login_global_max_failures_per_minute": (
+        "LOGIN_GLOBAL_MAX_FAILURES_PER_MINUTE", "1000", _int("LOGIN_GLOBAL_MAX_FAILURES_PER_MINUTE", 1, 1000000)),
+    "login_backoff_max_seconds": (
+        "LOGIN_BACKOFF_MAX_SECONDS", str(_DAY), _int("LOGIN_BACKOFF_MAX_SECONDS", 60, 30 * _DAY)),
+    "known_device_days": ("KNOWN_DEVICE_DAYS", "90", _int("KNOWN_DEVICE_DAYS", 0, 400)),
+    "client_auth_source_max_failures": (
+        "CLIENT_AUTH_SOURCE_MAX_FAILURES", "200", _int("CLIENT_AUTH_SOURCE_MAX_FAILURES", 1, 100000)),
+    "max_apps_per_user": ("MAX_APPS_PER_USER", "25", _int("MAX_APPS_PER_USER", 1, 10000)),
+    "registrations_per_token_per_day": (
+        "REGISTRATIONS_PER_TOKEN_PER_DAY", "100", _int("REGISTRATIONS_PER_TOKEN_PER_DAY", 1, 1000000)),
+    "parked_requests_per_source": (
+        "PARKED_REQUESTS_PER_SOURCE", "100", _int("PARKED_REQUESTS_PER_SOURCE", 1, 1000000)),
+    "api_writes_per_user_per_minute": (
+        "API_WRITES_PER_USER_PER_MINUTE", "60", _int("API_WRITES_PER_USER_PER_MINUTE", 1, 100000)),
+    "request_deadline_seconds": ("REQUEST_DEADLINE_SECONDS", "15", _float("REQUEST_DEADLINE_SECONDS", 1, 24)),
     "ddb_connect_timeout_seconds": (
         "DDB_CONNECT_TIMEOUT_SECONDS", "2", _float("DDB_CONNECT_TIMEOUT_SECONDS", 0.1, 10)),
     "ddb_read_timeout_seconds": ("DDB_READ_TIMEOUT_SECONDS", "4", _float("DDB_READ_TIMEOUT_SECONDS", 0.1, 10)),

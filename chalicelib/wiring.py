@@ -20,6 +20,7 @@ from chalicelib.oauth.cimd import MetadataDocuments
 from chalicelib.oauth.clients import ClientDirectory
 from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api, registrable_scopes
 from chalicelib.oauth.sessions import Sessions
+from chalicelib.oauth.throttle import Throttle
 from chalicelib.oauth.tokens import AccessTokens
 from chalicelib.outbound import OutboundPolicy, fetch_json_document
 from chalicelib.settings import Settings, get_settings
@@ -38,6 +39,7 @@ class Services:
     clients: ClientDirectory
     sessions: Sessions
     resources: ResourceDirectory
+    throttle: Throttle
     _kms: Any = None
 
     def kms(self) -> Any:
@@ -76,7 +78,9 @@ def build(settings: Settings) -> Services:
                               settings.open_registration_idle_seconds)
     sessions = Sessions(store, settings.session_seconds, clock.now)
     resources = ResourceDirectory(store, builtin_api(settings), settings.client_cache_seconds, clock.now)
-    services = holder["services"] = Services(settings, store, keyring, access_tokens, clients, sessions, resources)
+    throttle = Throttle(store, clock.now)
+    services = holder["services"] = Services(settings, store, keyring, access_tokens, clients, sessions, resources,
+                                             throttle)
     return services
 
 

@@ -17,6 +17,7 @@ from chalicelib.records import (
     ClientRecord,
     ClientSecret,
     CodeRecord,
+    CounterSlot,
     GrantRecord,
     RefreshTokenRecord,
     RegistrationTokenRecord,
@@ -157,8 +158,14 @@ def test_every_call_of_the_request_paths_is_granted_to_the_api_function(aws, rec
     store.delete_consent(user.user_id, client.client_id)
     store.put_registration_token(RegistrationTokenRecord(digest("r"), now, now + 60))
     store.get_registration_token(digest("r"))
-    store.count_attempt("login:p", 60)
-    store.attempts("login:p", 60)
+    slot = CounterSlot("login-source:p", 60, 5)
+    store.take_slot(slot)
+    store.give_back_slot(slot)
+    store.counter(slot)
+    store.add_strike("login-account-source:p", lambda strikes: 60, 600)
+    store.blocked_until("login-account-source:p")
+    store.remember_device(digest("d"), user.user_id, now + 60)
+    store.device_user_id(digest("d"))
     store.delete_client(client)
     issued = aws.access_tokens.issue(sub=user.user_id, client_id=client.client_id, scope="read:analysis",
                                      audience=aws.settings.api_audience, grant_id=grant.grant_id)

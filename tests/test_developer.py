@@ -15,7 +15,7 @@ from chalicelib.oauth import clients as client_auth
 from chalicelib.oauth.errors import InvalidClient
 from chalicelib.records import ClientRecord, ClientSecret
 from tests.developer_support import FORM, ISS, created_credentials, issue_grant, sign_in, table_dump
-from tests.token_helpers import freeze_clock
+from tests.token_helpers import CLIENT_LIMITS, freeze_clock
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
@@ -35,7 +35,7 @@ def authenticates(services, client_id: str, secret: str) -> bool:
     services.clients.forget(client_id)
     credentials = client_auth.ClientCredentials(client_id, secret, "client_secret_basic", True)
     try:
-        client_auth.authenticate(services.clients, credentials, clock.now(), 1000)
+        client_auth.authenticate(services.clients, credentials, clock.now(), CLIENT_LIMITS)
     except InvalidClient:
         return False
     return True

@@ -220,7 +220,7 @@ def test_login_page_failure_is_an_error_page_not_a_trace(http, aws, user, monkey
 
     browser = Browser(http)
     token = hidden(browser.get("/login"), "csrf_token")
-    monkeypatch.setattr(aws.store, "attempts", broken)
+    monkeypatch.setattr(aws.store, "take_slot", broken)
     response = browser.post("/login", {"csrf_token": token, "email": EMAIL, "password": PASSWORD})
     assert response.status_code == 503
     assert response.headers["Content-Type"].startswith("text/html")

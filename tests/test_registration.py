@@ -13,6 +13,7 @@ from chalicelib.oauth import registration
 from chalicelib.oauth.errors import InvalidRedirectUri
 from chalicelib.records import RegistrationTokenRecord
 from tests.developer_support import ISS, issue_grant, plain_user, table_dump
+from tests.token_helpers import CLIENT_LIMITS
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
@@ -77,9 +78,9 @@ def test_confidential_registration_returns_credentials_once_and_stores_digests(a
     # the issued secret really authenticates the client
     credentials = client_auth.client_credentials(None, {"client_id": result["client_id"], "client_secret": secret})
     with pytest.raises(Exception, match="client authentication failed"):
-        client_auth.authenticate(aws.clients, credentials, clock.now(), 50)  # registered for basic, not post
+        client_auth.authenticate(aws.clients, credentials, clock.now(), CLIENT_LIMITS)  # registered for basic, not post
     basic = client_auth.ClientCredentials(result["client_id"], secret, "client_secret_basic", True)
-    assert client_auth.authenticate(aws.clients, basic, clock.now(), 50).client_id == result["client_id"]
+    assert client_auth.authenticate(aws.clients, basic, clock.now(), CLIENT_LIMITS).client_id == result["client_id"]
 
 
 def test_public_native_client_gets_no_secret(reg):

@@ -16,6 +16,7 @@ from chalicelib.records import (
     ClientSecret,
     CodeRecord,
     ConditionFailed,
+    CounterSlot,
     GrantRecord,
     RefreshTokenRecord,
     RegistrationTokenRecord,
@@ -270,6 +271,37 @@ def test_rate_windows_count_and_expire(store):
     clock.travel(60)
     assert store.attempts("login:ada", 60) == 0
     assert store.count_attempt("login:ada", 60) == 1
+
+
+def test_throttle_slots_reserve_up_to_the_limit_and_give_back(store):
+    slot = CounterSlot("login-source:s1", 60, 2)
+    assert [store.take_slot(slot) for _ in range(3)] == [True, True, False]
+    assert store.counter(slot) == 2
+    store.give_back_slot(slot)
+    assert store.counter(slot) == 1 and store.take_slot(slot)
+    clock.travel(60)
+    assert store.counter(slot) == 0 and store.take_slot(slot)
+    store.give_back_slot(slot)
+    store.give_back_slot(slot)  # never below zero
+    assert store.counter(slot) == 0
+
+
+def test_throttle_blocks_back_off_and_clear(store):
+    now = clock.now()
+    assert store.blocked_until("k") is None
+    assert store.add_strike("k", lambda strikes: 100 * strikes, 1000) == now + 100
+    assert store.add_strike("k", lambda strikes: 100 * strikes, 1000) == now + 200
+    assert store.blocked_until("k") == now + 200
+    store.take_slot(CounterSlot("k", 60, 5))
+    assert store.clear_throttle("k") == 2
+    assert store.blocked_until("k") is None and store.counter(CounterSlot("k", 60, 5)) == 0
+
+
+def test_known_devices_expire(store):
+    store.remember_device("d1", "usr_1", clock.now() + 10)
+    assert store.device_user_id("d1") == "usr_1" and store.device_user_id("d2") is None
+    clock.travel(10)
+    assert store.device_user_id("d1") is None
 
 
 def test_a_read_returns_a_copy(store):

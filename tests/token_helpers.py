@@ -12,6 +12,8 @@ from urllib.parse import quote_plus, urlencode
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_id, new_token
+from chalicelib.oauth.clients import ClientAuthLimits
+from chalicelib.oauth.throttle import Limit
 from chalicelib.records import ClientRecord, ClientSecret, CodeRecord, UserRecord
 
 V = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"  # RFC 7636 App. B
@@ -19,6 +21,8 @@ CH = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 ALL = "read:analysis read:project write:analysis write:project"
 CODE_FLOW = ["authorization_code", "refresh_token"]
+# the default client-authentication limits, for tests that call oauth/clients.authenticate directly
+CLIENT_LIMITS = ClientAuthLimits(Limit("client-auth", 50, 60), Limit("client-auth-source", 200, 60))
 
 
 @dataclass
@@ -240,3 +244,29 @@ def fault(services, operation: str, code: str, reasons: list[str] | None = None)
         yield hits
     finally:
         events.unregister(f"before-call.dynamodb.{operation}", fail)
+
+
+@contextlib.contextmanager
+def lost_answer(services, operation: str, times: int = 1) -> Iterator[list[str]]:
+    """DynamoDB applies `operation`, then its answer is lost (a read timeout) `times` times: botocore
+    retries the same request, as it does in AWS. Each hit records the request's ClientRequestToken."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from chalicelib.store.dynamo import shared_connection
+
+    hits: list[str] = []
+
+    def lose(request, **_: Any) -> None:
+        target = request.headers.get("X-Amz-Target", b"")
+        target = target.decode() if isinstance(target, bytes) else target
+        if target == f"DynamoDB_20120810.{operation}" and len(hits) < times:
+            hits.append(json.loads(request.body or b"{}").get("ClientRequestToken", ""))
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    events = shared_connection().client.meta.events
+    # on moto's own event name, last: botocore calls handlers of a more specific name first
+    events.register_last("before-send", lose)
+    try:
+        yield hits
+    finally:
+        events.unregister("before-send", lose)

@@ -13,8 +13,10 @@ from urllib.parse import unquote_plus
 from chalicelib import audit
 from chalicelib.crypto.secrets import digest, digests_equal
 from chalicelib.oauth.cimd import MAX_METADATA_URL, is_metadata_url
-from chalicelib.oauth.errors import InvalidClient, InvalidRequest, TooManyRequests
+from chalicelib.oauth.errors import InvalidClient, InvalidRequest
+from chalicelib.oauth.throttle import Limit, Throttle, Throttled, ThrottleStore, source_of, subject_of
 from chalicelib.records import ClientRecord, live
+from chalicelib.settings import Settings
 
 REALM = 'Basic realm="clipron"'
 MAX_CLIENT_ID = 128
@@ -26,10 +28,25 @@ _LOOPBACK_URI = re.compile(r"http://(?P<host>127\.0\.0\.1|\[::1\])(?::(?P<port>[
                            re.DOTALL)
 
 
-class ClientStore(Protocol):
+class ClientStore(ThrottleStore, Protocol):
     def get_client(self, client_id: str) -> ClientRecord | None: ...
     def touch_client(self, client_id: str, expires_at: int) -> None: ...
-    def count_attempt(self, key: str, window_seconds: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class ClientAuthLimits:
+    """Failed client authentications per minute (README "Throttling"). Keyed by client *and* source, so
+    guessing from elsewhere never locks a real client out of its own token endpoint, plus a looser
+    limit per source across every client id (spraying). There is no per-client limit over all
+    sources: that would be a switch to lock a client out, and a 256-bit secret needs no such guard."""
+
+    client_source: Limit
+    source: Limit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientAuthLimits:
+        return cls(Limit("client-auth", settings.client_auth_max_failures, FAILURE_WINDOW_SECONDS),
+                   Limit("client-auth-source", settings.client_auth_source_max_failures, FAILURE_WINDOW_SECONDS))
 
 
 class ClientResolver(Protocol):
@@ -44,6 +61,7 @@ class ClientCredentials:
     secret: str | None
     method: str  # client_secret_basic | client_secret_post | none
     used_basic: bool
+    source: str | None = None  # the address the gateway saw, for the throttle
 
 
 class ClientDirectory:
@@ -126,7 +144,9 @@ def _decode_basic(value: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def client_credentials(authorization: str | None, form: dict[str, str]) -> ClientCredentials:
+def client_credentials(
+    authorization: str | None, form: dict[str, str], source: str | None = None
+) -> ClientCredentials:
     """Which client claims to be calling, and how. Exactly one mechanism (RFC 6749 §2.3)."""
     body_id = form.get("client_id") or None
     body_secret = form.get("client_secret") or None  # an empty value counts as absent
@@ -141,21 +161,29 @@ def client_credentials(authorization: str | None, form: dict[str, str]) -> Clien
             raise InvalidRequest("use exactly one client authentication method")
         if body_id is not None and body_id != client_id:
             raise InvalidRequest("client_id in the body differs from the authenticated client")
-        return ClientCredentials(client_id, secret, "client_secret_basic", True)
+        return ClientCredentials(client_id, secret, "client_secret_basic", True, source)
     if body_id is None:
         raise _invalid_client(False, "client authentication is required")
     if body_secret is not None:
-        return ClientCredentials(body_id, body_secret, "client_secret_post", False)
-    return ClientCredentials(body_id, None, "none", False)
+        return ClientCredentials(body_id, body_secret, "client_secret_post", False, source)
+    return ClientCredentials(body_id, None, "none", False, source)
 
 
 def authenticate(
-    directory: ClientDirectory, credentials: ClientCredentials, now: int, max_failures: int
+    directory: ClientDirectory, credentials: ClientCredentials, now: int, limits: ClientAuthLimits
 ) -> ClientRecord:
     """The client, when it authenticated with its registered method; InvalidClient otherwise.
 
-    Unknown clients and wrong secrets fail alike (same error, same hashing work).
+    Unknown clients and wrong secrets fail alike (same error, same hashing work, same throttle), and
+    while a limit is reached every attempt is refused before any secret is compared, right or wrong.
     """
+    throttle = Throttle(directory.store, directory.clock)
+    source = source_of(credentials.source)
+    wanted = ((limits.client_source, subject_of(credentials.client_id[:MAX_CLIENT_ID], source)),
+              (limits.source, subject_of(source)))
+    for limit, subject in wanted:
+        if throttle.exhausted(limit, subject):
+            raise _throttled(throttle.refusal(limit), credentials)
     client = directory.get(credentials.client_id)
     presented = digest(credentials.secret[:MAX_SECRET]) if credentials.secret is not None else None
     ok = client is not None and credentials.method == client.auth_method
@@ -170,12 +198,16 @@ def authenticate(
         digests_equal(presented, _UNKNOWN_CLIENT_DIGEST)
     if ok and client is not None:
         return client
-    if client is not None:
-        failures = directory.store.count_attempt("client:" + client.client_id, FAILURE_WINDOW_SECONDS)
-        if failures > max_failures:
-            audit.emit("client_auth.throttled", client_id=client.client_id)
-            raise TooManyRequests("too many failed client authentications; retry later", headers={"Retry-After": "60"})
+    try:
+        throttle.take(*wanted)  # count the failure
+    except Throttled as refused:  # this one found a limit full
+        raise _throttled(refused, credentials) from None
     raise _invalid_client(credentials.used_basic)
+
+
+def _throttled(refused: Throttled, credentials: ClientCredentials) -> Throttled:
+    audit.emit("client_auth.throttled", client_id=credentials.client_id[:MAX_CLIENT_ID])
+    return refused
 
 
 def match_redirect_uri(client: ClientRecord, requested: str | None) -> str | None:

@@ -16,7 +16,7 @@ from chalicelib import audit
 from chalicelib.crypto.sealing import open_with_token, seal_with_token
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import pkce
-from chalicelib.oauth.clients import ClientDirectory, authenticate, client_credentials
+from chalicelib.oauth.clients import ClientAuthLimits, ClientDirectory, authenticate, client_credentials
 from chalicelib.oauth.errors import (
     InvalidClient,
     InvalidGrant,
@@ -76,16 +76,15 @@ class TokenEndpoint:
         assert self.resources is not None
         return self.resources
 
-    def handle(self, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
+    def handle(self, form: dict[str, str], authorization: str | None, source: str | None = None) -> dict[str, Any]:
         """The RFC 6749 §5.1 body for a token request, or an OAuthError."""
         grant_type = form.get("grant_type") or None
         if grant_type is None:
             raise InvalidRequest("grant_type is required")
         if grant_type not in GRANT_TYPES:
             raise UnsupportedGrantType("this server does not support this grant type")
-        client = authenticate(
-            self.clients, client_credentials(authorization, form), self.clock(), self.settings.client_auth_max_failures
-        )
+        client = authenticate(self.clients, client_credentials(authorization, form, source), self.clock(),
+                              ClientAuthLimits.from_settings(self.settings))
         if grant_type in ("client_credentials", TOKEN_EXCHANGE) and not client.confidential:
             raise InvalidClient("this grant needs a confidential client")
         if grant_type not in client.grant_types:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import uuid
 from typing import Any, Callable, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +36,7 @@ from chalicelib.records import (
     CodeRecord,
     ConditionFailed,
     ConsentRecord,
+    CounterSlot,
     GrantRecord,
     OwnedApp,
     RefreshTokenRecord,
@@ -92,6 +94,7 @@ class Item(_SharedConnectionModel):
     successor_digest = UnicodeAttribute(null=True)
     grace_response = UnicodeAttribute(null=True)
     disabled = BooleanAttribute(null=True)  # top level so a transaction can condition on a live, enabled user
+    blocked_until = NumberAttribute(null=True)  # a throttle's backoff: refused until then
 
 
 class ApiItem(_SharedConnectionModel):
@@ -150,6 +153,15 @@ def _translated(lost: type[ConditionFailed] = ConditionFailed) -> Iterator[None]
         raise StoreUnavailable(code or type(error.cause or error).__name__) from None
     except (BotoCoreError, ClientError) as error:
         raise StoreUnavailable(type(error).__name__) from None
+
+
+def _transaction() -> TransactWrite:
+    """A TransactWriteItems carrying a ClientRequestToken. botocore resends the same request (and token)
+    when an answer is lost, and DynamoDB applies a token at most once in 10 minutes, so the retry of a
+    committed transaction succeeds instead of failing its own conditions. Where a retry can still
+    come back as a failed condition (after those 10 minutes, or a store without the feature), the
+    callers read back what they wrote."""
+    return TransactWrite(connection=shared_connection(), client_request_token=uuid.uuid4().hex)
 
 
 def error_code(error: PynamoDBException) -> str | None:
@@ -221,8 +233,19 @@ class DynamoStore:
                 return None
 
     def _put_new(self, item: Item) -> None:
-        with _translated(AlreadyExists):
-            item.save(condition=Item.pk.does_not_exist())
+        """Create `item` under a key we just generated at random. The retry of a put whose answer was
+        lost finds the key taken by our own write: an item holding exactly our data counts as success."""
+        try:
+            with _translated(AlreadyExists):
+                item.save(condition=Item.pk.does_not_exist())
+        except AlreadyExists:
+            if not self._holds(item):
+                raise
+
+    def _holds(self, item: Item) -> bool:
+        """Whether the stored item at `item`'s key carries `item`'s data (the read-back of a lost answer)."""
+        stored = self._get(item.pk, item.sk)
+        return stored is not None and stored.data == item.data and stored.kind == item.kind
 
     def _put(self, item: Item) -> None:
         with _translated():
@@ -271,10 +294,15 @@ class DynamoStore:
 
     def create_client(self, client: ClientRecord) -> None:
         """Write the client and, for an owned app, the owner's index item, all or nothing."""
-        with _translated(AlreadyExists), TransactWrite(connection=shared_connection()) as transaction:
-            transaction.save(self._client_item(client), condition=Item.pk.does_not_exist())
-            if client.owner_id:
-                transaction.save(self._owned_app_item(client))
+        item = self._client_item(client)
+        try:
+            with _translated(AlreadyExists), _transaction() as transaction:
+                transaction.save(item, condition=Item.pk.does_not_exist())
+                if client.owner_id:
+                    transaction.save(self._owned_app_item(client))
+        except AlreadyExists:
+            if not self._holds(item):  # our own committed write, retried after a lost answer
+                raise
 
     def save_client(self, client: ClientRecord) -> None:
         """Replace an existing client (it must still exist: a deleted app is not brought back)."""
@@ -295,18 +323,20 @@ class DynamoStore:
             if item is None or client is None:
                 return None
             change(client)
+            changed = self._client_item(client)
             try:
                 with _translated():
-                    self._client_item(client).save(condition=Item.pk.exists() & (Item.data == item.data))
+                    changed.save(condition=Item.pk.exists() & (Item.data == item.data))
             except ConditionFailed:
-                continue
+                if not self._holds(changed):  # else: our own write, retried after a lost answer
+                    continue
             if client.owner_id:
                 self._put(self._owned_app_item(client))
             return client
         raise ConditionFailed("the client changed on every attempt")
 
     def delete_client(self, client: ClientRecord) -> None:
-        with _translated(), TransactWrite(connection=shared_connection()) as transaction:
+        with _translated(), _transaction() as transaction:
             transaction.delete(Item(f"client#{client.client_id}", "client"))
             if client.owner_id:
                 transaction.delete(Item(f"user#{client.owner_id}", f"app#{client.client_id}"))
@@ -317,10 +347,15 @@ class DynamoStore:
     # -- users --
     def create_user(self, user: UserRecord) -> None:
         """The user item and its email item in one transaction, so login reads by key."""
-        with _translated(AlreadyExists), TransactWrite(connection=shared_connection()) as transaction:
-            transaction.save(_item("user", f"user#{user.user_id}", "user", user), condition=Item.pk.does_not_exist())
-            email = Item(f"email#{user.email}", "email", kind="email", data={"user_id": user.user_id})
-            transaction.save(email, condition=Item.pk.does_not_exist())
+        item = _item("user", f"user#{user.user_id}", "user", user)
+        email = Item(f"email#{user.email}", "email", kind="email", data={"user_id": user.user_id})
+        try:
+            with _translated(AlreadyExists), _transaction() as transaction:
+                transaction.save(item, condition=Item.pk.does_not_exist())
+                transaction.save(email, condition=Item.pk.does_not_exist())
+        except AlreadyExists:
+            if not (self._holds(item) and self._holds(email)):  # not our own write retried: the email is taken
+                raise
 
     def get_user(self, user_id: str) -> UserRecord | None:
         return _record(UserRecord, self._get(f"user#{user_id}", "user"))
@@ -331,6 +366,17 @@ class DynamoStore:
 
     def save_user(self, user: UserRecord) -> None:
         self._put(_item("user", f"user#{user.user_id}", "user", user))
+
+    # -- known devices (a browser that signed in to an account: exempt from the per-account login limit) --
+    def remember_device(self, device_digest: str, user_id: str, expires_at: int) -> None:
+        self._put(Item(f"device#{device_digest}", "device", kind="device", data={"user_id": user_id},
+                       expires_at=expires_at))
+
+    def device_user_id(self, device_digest: str) -> str | None:
+        item = self._get(f"device#{device_digest}", "device")
+        if item is None or not live(item.expires_at and int(item.expires_at), self.clock()):
+            return None
+        return (item.data or {}).get("user_id")
 
     # -- sessions --
     def put_session(self, session: SessionRecord) -> None:
@@ -379,10 +425,26 @@ class DynamoStore:
         """
         now = self.clock()
         code_item = Item(f"code#{code.code_digest}", "code")
-        with _translated(), TransactWrite(connection=shared_connection()) as transaction:
+        # which redemption spent the code: the read-back below tells our own lost answer from a replay
+        redemption = refresh_token.token_digest if refresh_token is not None else uuid.uuid4().hex
+        try:
+            self._redeem(code_item, grant, refresh_token, redemption, now)
+        except ConditionFailed:
+            if not self._spent_by(code_item, redemption):
+                raise
+
+    def _spent_by(self, item: Item, marker: str) -> bool:
+        """Whether the single-use item was spent by the write that carried `marker` (ours)."""
+        stored = self._get(item.pk, item.sk)
+        return stored is not None and stored.used_at is not None and stored.successor_digest == marker
+
+    def _redeem(
+        self, code_item: Item, grant: GrantRecord, refresh_token: RefreshTokenRecord | None, redemption: str, now: int
+    ) -> None:
+        with _translated(), _transaction() as transaction:
             transaction.update(
                 code_item,
-                actions=[Item.used_at.set(now)],
+                actions=[Item.used_at.set(now), Item.successor_digest.set(redemption)],
                 condition=Item.pk.exists() & Item.used_at.does_not_exist() & (Item.expires_at > now),
             )
             transaction.save(self._grant_item(grant), condition=Item.pk.does_not_exist())
@@ -462,8 +524,14 @@ class DynamoStore:
 
         Raises ConditionFailed when the old token was spent meanwhile, or the grant or user is gone.
         """
-        now = self.clock()
-        with _translated(), TransactWrite(connection=shared_connection()) as transaction:
+        try:
+            self._rotate(old, new, grace_response, self.clock())
+        except ConditionFailed:
+            if not self._spent_by(Item(f"rt#{old.token_digest}", "rt"), new.token_digest):
+                raise  # else: our own rotation, retried after a lost answer
+
+    def _rotate(self, old: RefreshTokenRecord, new: RefreshTokenRecord, grace_response: str, now: int) -> None:
+        with _translated(), _transaction() as transaction:
             transaction.update(
                 Item(f"rt#{old.token_digest}", "rt"),
                 actions=[
@@ -556,7 +624,7 @@ class DynamoStore:
         item = self._get(f"regtoken#{token_digest}", "regtoken")
         return _record(RegistrationTokenRecord, item, self.clock())
 
-    # -- rate limiting --
+    # -- rate limiting (a plain counter: add one, then compare; see take_slot for reserve-before-verify) --
     def count_attempt(self, key: str, window_seconds: int) -> int:
         """Atomically add one to this window's counter (shared across Lambda instances) and return it."""
         now = self.clock()
@@ -573,11 +641,69 @@ class DynamoStore:
             return int(item.count or 0)
 
     def attempts(self, key: str, window_seconds: int) -> int:
+        return self.counter(CounterSlot(key, window_seconds, 0))
+
+    # -- throttles: counters in fixed windows, and backoff blocks (the policy lives in oauth/throttle.py) --
+    def take_slot(self, slot: CounterSlot) -> bool:
+        """Reserve one unit of this window's counter if it is below its limit (one conditional update,
+        atomic across Lambda instances); False, with nothing counted, when it is full."""
         now = self.clock()
-        item = self._get(f"rate#{key}", f"window#{now // window_seconds}")
+        window_end = (now // slot.window_seconds + 1) * slot.window_seconds
+        try:
+            with _translated():
+                self._counter(slot, now).update(
+                    actions=[Item.count.add(1), Item.kind.set("rate"), Item.expires_at.set(window_end)],
+                    condition=Item.count.does_not_exist() | (Item.count < slot.limit),
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    def give_back_slot(self, slot: CounterSlot) -> None:
+        """Return one unit of this window's counter (a reservation that turned out not to count)."""
+        now = self.clock()
+        with contextlib.suppress(ConditionFailed), _translated():  # the window ended meanwhile: nothing to return
+            self._counter(slot, now).update(actions=[Item.count.add(-1)], condition=Item.count > 0)
+
+    def counter(self, slot: CounterSlot) -> int:
+        """The units taken in the current window (0 when none or expired)."""
+        now = self.clock()
+        item = self._get(f"rate#{slot.key}", f"window#{now // slot.window_seconds}")
         if item is None or not live(item.expires_at and int(item.expires_at), now):
             return 0
         return int(item.count or 0)
+
+    def add_strike(self, key: str, backoff: Callable[[int], int], memory_seconds: int) -> int:
+        """Count one more strike against `key` (kept `memory_seconds` after the last) and block it for
+        `backoff(strikes)` seconds from now; returns the time the block ends."""
+        now = self.clock()
+        item = Item(f"rate#{key}", "block")
+        with _translated():
+            item.update(actions=[Item.count.add(1), Item.kind.set("rate-block"),
+                                 Item.expires_at.set(now + memory_seconds)])
+        until = now + backoff(int(item.count or 1))
+        with contextlib.suppress(ConditionFailed), _translated():  # a concurrent strike blocked for longer
+            item.update(actions=[Item.blocked_until.set(until)],
+                        condition=Item.blocked_until.does_not_exist() | (Item.blocked_until < until))
+        return until
+
+    def blocked_until(self, key: str) -> int | None:
+        item = self._get(f"rate#{key}", "block")
+        if item is None or item.blocked_until is None or int(item.blocked_until) <= self.clock():
+            return None
+        return int(item.blocked_until)
+
+    def clear_throttle(self, key: str) -> int:
+        """Operator: forget every counter and block of `key`; returns how many items were deleted."""
+        with _translated():
+            items = list(Item.query(f"rate#{key}", consistent_read=True))
+        for item in items:
+            self._delete(item.pk, item.sk)
+        return len(items)
+
+    @staticmethod
+    def _counter(slot: CounterSlot, now: int) -> Item:
+        return Item(f"rate#{slot.key}", f"window#{now // slot.window_seconds}")
 
     # -- operator commands only (Scan) --
     def scan_kinds(self) -> dict[str, int]:

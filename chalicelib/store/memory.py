@@ -25,6 +25,7 @@ from chalicelib.records import (
     CodeRecord,
     ConditionFailed,
     ConsentRecord,
+    CounterSlot,
     GrantRecord,
     OwnedApp,
     RefreshTokenRecord,
@@ -435,11 +436,65 @@ class MemoryStore:
             return item["count"]
 
     def attempts(self, key: str, window_seconds: int) -> int:
+        return self.counter(CounterSlot(key, window_seconds, 0))
+
+    # -- throttles (oauth/throttle.py) --
+    def take_slot(self, slot: CounterSlot) -> bool:
+        """One unit of this window's counter if below its limit; False, nothing counted, when full."""
+        window = self.clock() // slot.window_seconds
+        with self._lock:
+            item = self._items.setdefault((f"rate#{slot.key}", f"window#{window}"), {})
+            if item.get("count", 0) >= slot.limit:
+                return False
+            item.update(kind="rate", count=item.get("count", 0) + 1,
+                        expires_at=(window + 1) * slot.window_seconds)
+            return True
+
+    def give_back_slot(self, slot: CounterSlot) -> None:
+        window = self.clock() // slot.window_seconds
+        with self._lock:
+            item = self._items.get((f"rate#{slot.key}", f"window#{window}"))
+            if item is not None and item.get("count", 0) > 0:
+                item["count"] -= 1
+
+    def counter(self, slot: CounterSlot) -> int:
         now = self.clock()
-        item = self._get(f"rate#{key}", f"window#{now // window_seconds}")
+        item = self._get(f"rate#{slot.key}", f"window#{now // slot.window_seconds}")
         if item is None or not live(item.get("expires_at"), now):
             return 0
         return int(item.get("count") or 0)
+
+    def add_strike(self, key: str, backoff: Callable[[int], int], memory_seconds: int) -> int:
+        now = self.clock()
+        with self._lock:
+            item = self._items.setdefault((f"rate#{key}", "block"), {})
+            item.update(kind="rate-block", count=item.get("count", 0) + 1, expires_at=now + memory_seconds)
+            until = now + backoff(item["count"])
+            item["blocked_until"] = max(until, item.get("blocked_until", 0))
+            return until
+
+    def blocked_until(self, key: str) -> int | None:
+        item = self._get(f"rate#{key}", "block")
+        until = (item or {}).get("blocked_until")
+        return until if until is not None and until > self.clock() else None
+
+    def clear_throttle(self, key: str) -> int:
+        with self._lock:
+            keys = [k for k in self._items if k[0] == f"rate#{key}"]
+            for k in keys:
+                del self._items[k]
+            return len(keys)
+
+    # -- known devices --
+    def remember_device(self, device_digest: str, user_id: str, expires_at: int) -> None:
+        self._put((f"device#{device_digest}", "device"),
+                  {"kind": "device", "data": {"user_id": user_id}, "expires_at": expires_at})
+
+    def device_user_id(self, device_digest: str) -> str | None:
+        item = self._get(f"device#{device_digest}", "device")
+        if item is None or not live(item.get("expires_at"), self.clock()):
+            return None
+        return item["data"]["user_id"]
 
     # -- what operator commands and tests count --
     def scan_kinds(self) -> dict[str, int]:

@@ -25,6 +25,7 @@ from chalicelib.oauth.authorize import (
 from chalicelib.oauth.cimd import document_host
 from chalicelib.oauth.client_display import display_name, redirect_target
 from chalicelib.oauth.sessions import csrf_token
+from chalicelib.oauth.throttle import Throttled
 from chalicelib.records import SessionRecord
 from chalicelib.web.common import (
     ANY_BODY,
@@ -36,8 +37,10 @@ from chalicelib.web.common import (
     page_guarded,
     query_pairs,
     query_parameters,
+    source_address,
 )
 from chalicelib.web.cookies import (
+    DEVICE,
     PRE_SESSION,
     SESSION,
     checked_form,
@@ -213,13 +216,13 @@ def login_submit() -> Response:
     if form is None or pre_session is None:
         return _forbidden()
     request_id = form.get("request") or None
+    device_id = read_cookie(request, DEVICE, settings)
+    attempt = accounts.LoginAttempt(form.get("email", ""), form.get("password", ""), source_address(request),
+                                    accounts.known_device_user_id(svc.store, device_id))
     try:
-        user = accounts.authenticate(
-            svc.store, form.get("email", ""), form.get("password", ""),
-            settings.login_max_failures, settings.login_window_seconds,
-        )
-    except accounts.LoginThrottled:
-        retry = {"Retry-After": str(settings.login_window_seconds)}
+        user = accounts.authenticate(svc.store, svc.throttle, accounts.LoginLimits.from_settings(settings), attempt)
+    except Throttled as throttled:
+        retry = {"Retry-After": str(throttled.retry_after)}
         return _login_page(pre_session, request_id, 429, "Too many failed sign-ins. Try again later.", retry)
     if user is None:
         return _login_page(pre_session, request_id, 400, "The email or password is incorrect.")
@@ -230,6 +233,9 @@ def login_submit() -> Response:
         set_cookie(SESSION, session_id, settings.session_seconds, settings),
         clear_cookie(PRE_SESSION, settings),
     ]
+    device_id = accounts.remember_device(svc.store, user.user_id, device_id, clock.now(), settings.known_device_days)
+    if device_id is not None:
+        cookies.append(set_cookie(DEVICE, device_id, settings.known_device_days * 86400, settings))
     if request_id is not None:
         return _redirect(_resume_url("/consent", request_id), 303, cookies)
     return _signed_in_page(session_id, cookies)

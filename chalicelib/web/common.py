@@ -16,7 +16,14 @@ from chalicelib import strict_json
 from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.keyring import NoSigningKey
 from chalicelib.oauth.client_display import display_name
-from chalicelib.oauth.errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
+from chalicelib.oauth.errors import (
+    InvalidRequest,
+    OAuthError,
+    ServerError,
+    TemporarilyUnavailable,
+    TooManyRequests,
+)
+from chalicelib.oauth.throttle import Throttled
 from chalicelib.records import StoreUnavailable
 
 log = logging.getLogger("clipron.oauth")
@@ -122,6 +129,19 @@ def json_body(request: Request, malformed: type[OAuthError] = InvalidRequest) ->
         raise malformed("the request body is not valid JSON") from None
 
 
+def source_address(request: Request) -> str | None:
+    """The client address API Gateway saw (`requestContext.identity.sourceIp`; `chalice local` and its
+    test client say 127.0.0.1). Never X-Forwarded-For or any other header: the client writes those."""
+    identity = (request.context or {}).get("identity") or {}
+    address = identity.get("sourceIp")
+    return address if isinstance(address, str) else None
+
+
+def too_many_requests(throttled: Throttled) -> OAuthError:
+    """A JSON 429 for a reached limit, with Retry-After (RFC 6585 §4)."""
+    return TooManyRequests("too many requests; retry later", headers={"Retry-After": str(throttled.retry_after)})
+
+
 def client_request(request: Request) -> tuple[dict[str, str], str | None]:
     """A client's back-channel POST (token, revocation, introspection): the form and the one
     Authorization header. Parameters come from the body only: credentials never travel in the URL."""
@@ -172,6 +192,8 @@ def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
             return handler(*args, **kwargs)
         except OAuthError as error:
             return error_response(error)
+        except Throttled as throttled:
+            return error_response(too_many_requests(throttled))
         except (StoreUnavailable, EnvelopeError, NoSigningKey) as error:
             log.warning("dependency unavailable: %s", error)
             return error_response(TemporarilyUnavailable())
@@ -225,6 +247,9 @@ def page_guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
         except OAuthError as error:
             return error_page("Something is wrong with this request", error.description or error.error,
                               error.status if 400 <= error.status < 500 else 400)
+        except Throttled as throttled:
+            return page("error.html", status=429, headers={"Retry-After": str(throttled.retry_after)},
+                        title="Too many requests", message="Too many requests. Please wait a while and try again.")
         except (StoreUnavailable, EnvelopeError, NoSigningKey) as error:
             log.warning("dependency unavailable: %s", error)
             return error_page("Temporarily unavailable", "Clipron is briefly unavailable. Please try again.",

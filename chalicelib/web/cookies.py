@@ -14,6 +14,7 @@ from chalicelib.web.common import form_parameters
 
 SESSION = "clipron_session"
 PRE_SESSION = "clipron_pre"  # login CSRF: a random value before anyone has logged in
+DEVICE = "clipron_device"  # a browser that signed in before: exempt from the per-account login limit
 
 
 def cookie_name(base: str, settings: Settings) -> str:

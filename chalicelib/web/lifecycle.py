@@ -5,12 +5,20 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib import clock
-from chalicelib.oauth.clients import authenticate, client_credentials
+from chalicelib.oauth.clients import ClientAuthLimits, authenticate, client_credentials
 from chalicelib.oauth.errors import InvalidRequest
 from chalicelib.oauth.introspection import Introspector
 from chalicelib.oauth.revocation import Revoker
 from chalicelib.records import ClientRecord
-from chalicelib.web.common import ANY_BODY, NO_STORE, client_request, guarded, json_response, method_not_allowed
+from chalicelib.web.common import (
+    ANY_BODY,
+    NO_STORE,
+    client_request,
+    guarded,
+    json_response,
+    method_not_allowed,
+    source_address,
+)
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
@@ -20,8 +28,8 @@ OTHER_METHODS = ["GET", "PUT", "DELETE", "PATCH"]
 def _authenticated() -> tuple[ClientRecord, dict[str, str]]:
     form, authorization = client_request(bp.current_request)
     s = services()
-    credentials = client_credentials(authorization, form)
-    return authenticate(s.clients, credentials, clock.now(), s.settings.client_auth_max_failures), form
+    credentials = client_credentials(authorization, form, source_address(bp.current_request))
+    return authenticate(s.clients, credentials, clock.now(), ClientAuthLimits.from_settings(s.settings)), form
 
 
 def _token(form: dict[str, str]) -> str:

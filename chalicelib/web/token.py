@@ -6,7 +6,7 @@ from chalice import Blueprint, Response
 
 from chalicelib import clock
 from chalicelib.oauth.grants import TokenEndpoint
-from chalicelib.web.common import client_request, guarded, json_response, method_not_allowed
+from chalicelib.web.common import client_request, guarded, json_response, method_not_allowed, source_address
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
@@ -24,7 +24,7 @@ def endpoint() -> TokenEndpoint:
 @guarded
 def token() -> Response:
     form, authorization = client_request(bp.current_request)
-    return json_response(endpoint().handle(form, authorization))
+    return json_response(endpoint().handle(form, authorization, source_address(bp.current_request)))
 
 
 @bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"], content_types=EVERY_CONTENT_TYPE)

@@ -1,0 +1,148 @@
+"""Retries that can't turn success into failure (issue 11): a conditional write whose answer was lost
+is retried by botocore and must not fail its own condition — the retry of our own write is success."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.retries.standard import ExponentialBackoff
+
+from chalicelib.crypto.secrets import digest
+from chalicelib.oauth.errors import InvalidRequest
+from tests.authorize_support import EMAIL, PASSWORD, Browser, sign_in
+from tests.token_helpers import (
+    CH,
+    exchange,
+    lost_answer,
+    make_world,
+    refresh,
+    tokens_of,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch):
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)  # no real sleeping
+
+
+@pytest.fixture
+def world(aws):
+    return make_world(aws)
+
+
+def authorize_path(client) -> str:
+    from urllib.parse import urlencode
+
+    return "/authorize?" + urlencode({
+        "response_type": "code", "client_id": client.client_id, "redirect_uri": client.redirect_uris[0],
+        "scope": "read:analysis", "state": "S1", "code_challenge": CH, "code_challenge_method": "S256"})
+
+
+def test_a_code_exchange_whose_answer_was_lost_still_issues_the_tokens(http, world, aws):
+    """Today: the retry found the code used, answered "already used" and revoked the grant."""
+    c1 = world.clients["C1"]
+    code = world.issue_code(c1)
+    with lost_answer(aws, "TransactWriteItems") as lost:
+        tokens = tokens_of(exchange(http, c1, code))
+    assert len(lost) == 1
+    claims = aws.access_tokens.verify(tokens["access_token"], aws.settings.api_audience)
+    assert world.store.get_grant(c1.client_id, claims.grant_id).revoked_at is None
+    tokens_of(refresh(http, c1, tokens["refresh_token"]))  # the family is alive
+    assert exchange(http, c1, code).status_code == 400  # and the code is still single use
+
+
+def test_a_code_exchange_without_refresh_token_whose_answer_was_lost_still_succeeds(http, world, aws):
+    nort = world.clients["NORT"]
+    code = world.issue_code(nort)
+    with lost_answer(aws, "TransactWriteItems"):
+        tokens = tokens_of(exchange(http, nort, code))
+    claims = aws.access_tokens.verify(tokens["access_token"], aws.settings.api_audience)
+    assert world.store.get_grant(nort.client_id, claims.grant_id).revoked_at is None
+
+
+def test_a_refresh_whose_answer_was_lost_succeeds_even_with_strict_rotation(http, world, aws):
+    """With REFRESH_GRACE_SECONDS=0 nothing papers over it: the retry itself must be recognised."""
+    import dataclasses
+
+    aws.settings = dataclasses.replace(aws.settings, refresh_grace_seconds=0)
+    c1 = world.clients["C1"]
+    first = tokens_of(exchange(http, c1, world.issue_code(c1)))
+    with lost_answer(aws, "TransactWriteItems"):
+        second = tokens_of(refresh(http, c1, first["refresh_token"]))
+    third = tokens_of(refresh(http, c1, second["refresh_token"]))  # the successor is live: no reuse was seen
+    assert third["refresh_token"] != second["refresh_token"]
+
+
+def test_transactions_carry_one_client_request_token_across_botocore_retries(http, world, aws):
+    c1 = world.clients["C1"]
+    with lost_answer(aws, "TransactWriteItems", times=2) as tokens:
+        tokens_of(exchange(http, c1, world.issue_code(c1)))
+    assert len(tokens) == 2 and tokens[0] and tokens[0] == tokens[1]  # DynamoDB dedups on it for 10 minutes
+
+
+def test_a_login_whose_session_write_was_lost_signs_in(http, aws):
+    """Today: the retried PutItem found its own session id taken and the login answered 500."""
+    from chalicelib import clock
+    from chalicelib.oauth import accounts
+
+    accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+    browser = Browser(http)
+    with lost_answer(aws, "PutItem") as lost:
+        response = sign_in(browser)
+    assert lost and response.status_code == 200, response.body[:300]
+    assert aws.sessions.resolve(browser.cookies["clipron_session"]) is not None
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["parking-the-request", "storing-the-code"])
+def test_authorize_whose_write_was_lost_carries_on(http, world, aws, signed_in):
+    """Today: the retried PutItem of the parked request or the code answered 500 (AlreadyExists)."""
+    c1 = world.clients["C1"]
+    world.issue_code(c1)  # a remembered consent: a signed-in user gets a code at once
+    headers = {}
+    if signed_in:
+        session_id, _ = aws.sessions.start(world.user_id)
+        headers = {"Cookie": f"clipron_session={session_id}"}
+    with lost_answer(aws, "PutItem") as lost:
+        response = http.get(authorize_path(c1), headers=headers)
+    assert lost and response.status_code == 302, response.body[:300]
+    location = response.headers["Location"]
+    if signed_in:
+        from urllib.parse import parse_qsl, urlsplit
+
+        code = dict(parse_qsl(urlsplit(location).query))["code"]
+        assert world.store.get_code(digest(code)) is not None
+        tokens_of(exchange(http, c1, code))
+    else:
+        assert "/login?request=" in location
+
+
+def test_creating_users_and_apps_whose_answer_was_lost_succeeds(aws):
+    from chalicelib import clock
+    from chalicelib.oauth import accounts
+    from tests.token_helpers import World
+
+    with lost_answer(aws, "TransactWriteItems"):
+        user = accounts.create_user(aws.store, "lost@example.com", PASSWORD, clock.now())
+    assert aws.store.find_user_id("lost@example.com") == user.user_id
+    world = World(aws, user.user_id)
+    with lost_answer(aws, "TransactWriteItems"):
+        client = world.add_client("Lost", ["https://lost.example/cb"])
+    assert aws.store.get_client(client.client_id) is not None
+    with pytest.raises(InvalidRequest):  # a real duplicate is still refused
+        accounts.create_user(aws.store, "lost@example.com", PASSWORD, clock.now())
+
+
+def test_a_rotated_secret_whose_answer_was_lost_is_rotated_once(aws, world):
+    from chalicelib.records import ClientSecret
+
+    c1 = world.clients["C1"]
+    calls = []
+
+    def rotate(client):
+        calls.append(1)
+        client.secrets = [*client.secrets, ClientSecret(digest(f"new-{len(calls)}"))]
+
+    with lost_answer(aws, "PutItem"):
+        updated = aws.store.update_client(c1.client_id, rotate)
+    assert len(calls) == 1 and len(updated.secrets) == 2
+    assert len(aws.store.get_client(c1.client_id).secrets) == 2
+

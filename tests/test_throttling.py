@@ -1,0 +1,266 @@
+"""Throttling (issue 11, README "Throttling"): login and client authentication reserve before they
+verify, limits per source, per account+source (with exponential backoff), per account (known devices
+exempt) and globally, and no limit an attacker can use to lock a real user or client out."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+from chalice.local import LambdaEventConverter
+
+from chalicelib import clock
+from chalicelib.oauth import accounts
+from chalicelib.oauth.throttle import Throttled, source_of, subject_of, throttle_key
+from tests.authorize_support import EMAIL, PASSWORD, Browser, sign_in
+from tests.token_helpers import assert_error, basic, freeze_clock, make_world, post_token, tokens_of
+
+CC = {"grant_type": "client_credentials"}
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    freeze_clock(monkeypatch)  # counters are wall-clock windows: never straddle two
+
+
+@pytest.fixture
+def source(monkeypatch):
+    """Set the address API Gateway reports (`requestContext.identity.sourceIp`) for the next requests."""
+
+    def use(address: str) -> None:
+        monkeypatch.setattr(LambdaEventConverter, "LOCAL_SOURCE_IP", address)
+
+    return use
+
+
+def limits(aws, **changes: int) -> None:
+    aws.settings = dataclasses.replace(aws.settings, **changes)
+
+
+def user(aws, email: str = EMAIL):
+    return accounts.create_user(aws.store, email, PASSWORD, clock.now())
+
+
+def attempt(aws, email: str, password: str, address: str, device_user_id: str | None = None):
+    return accounts.authenticate(aws.store, aws.throttle, accounts.LoginLimits.from_settings(aws.settings),
+                                 accounts.LoginAttempt(email, password, address, device_user_id))
+
+
+# -- login: reserve before verify ------------------------------------------------------------------
+
+def test_parallel_guesses_never_check_more_passwords_than_the_limit(aws, frozen, monkeypatch):
+    """20 parallel guesses for one account, the right password among them: at most the limit of wrong
+    ones are checked (check-then-act checked all 20, and the right one signed in)."""
+    limits(aws, login_max_failures=5)
+    checked: list[str] = []
+    real_verify = accounts.verify_password
+
+    def counting_verify(password, stored):
+        checked.append(password)
+        return real_verify(password, stored)
+
+    monkeypatch.setattr(accounts, "verify_password", counting_verify)
+    for round_number in range(4):  # repeated, each round with a fresh account, to catch the window
+        email = f"race{round_number}@example.com"
+        user(aws, email)
+        checked.clear()
+        passwords = [f"wrong-{i}" for i in range(19)] + [PASSWORD]
+        outcomes: list[object] = []
+        barrier = threading.Barrier(len(passwords))
+
+        def guess(password: str) -> None:
+            barrier.wait()
+            try:
+                outcomes.append(attempt(aws, email, password, "203.0.113.9"))
+            except Throttled as throttled:
+                outcomes.append(throttled)
+
+        threads = [threading.Thread(target=guess, args=(p,)) for p in reversed(passwords)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(outcomes) == 20
+        wrong_checked = [p for p in checked if p != PASSWORD]
+        assert len(wrong_checked) <= 5, (round_number, len(checked))  # a right one gives its unit back
+        assert sum(isinstance(o, Throttled) for o in outcomes) >= 14
+
+
+# -- login: who gets refused ---------------------------------------------------------------------------
+
+def test_one_source_spraying_many_accounts_is_stopped(aws, frozen):
+    limits(aws, login_source_max_failures=10)
+    victims = [f"spray{i}@example.com" for i in range(12)]
+    for email in victims:
+        user(aws, email)
+    for email in victims[:10]:
+        assert attempt(aws, email, "Winter2025!", "198.51.100.7") is None
+    with pytest.raises(Throttled) as refused:
+        attempt(aws, victims[10], PASSWORD, "198.51.100.7")  # even the right password: not checked
+    assert refused.value.scope == "login-source"
+    assert attempt(aws, victims[11], PASSWORD, "198.51.100.8") is not None  # another source is unaffected
+
+
+def test_an_attacker_knowing_only_the_email_cannot_lock_the_user_out(aws, frozen, http, source):
+    """Guesses from many addresses exhaust the per-account limit: new devices are slowed for the
+    window, but the user's own browser (signed in before) still gets in, and the attacker's source
+    is locked by backoff."""
+    limits(aws, login_max_failures=3, login_account_max_failures=6)
+    victim = user(aws)
+    source("192.0.2.10")
+    browser = Browser(http)
+    assert "clipron_session=" in str(sign_in(browser).headers["Set-Cookie"])
+    assert browser.cookies.get("clipron_device")  # the browser is now a known device of this account
+    for attacker in ("203.0.113.1", "203.0.113.2"):
+        for _ in range(3):
+            assert attempt(aws, EMAIL, "guess", attacker) is None
+        with pytest.raises(Throttled):
+            attempt(aws, EMAIL, "guess", attacker)
+    with pytest.raises(Throttled) as slowed:
+        attempt(aws, EMAIL, PASSWORD, "192.0.2.99")  # a new device during the attack: waits, is not locked
+    assert slowed.value.scope == "login-account" and slowed.value.retry_after <= aws.settings.login_window_seconds
+    signed_in = sign_in(browser)  # the known device from its usual address
+    assert signed_in.status_code == 200 and "clipron_session=" in str(signed_in.headers["Set-Cookie"])
+    source("192.0.2.77")  # the known device from another address (a phone on mobile data)
+    assert sign_in(browser).status_code == 200
+    assert attempt(aws, EMAIL, PASSWORD, "192.0.2.10", victim.user_id) is not None
+
+
+def test_a_known_device_cookie_of_another_account_is_no_exemption(aws, frozen):
+    limits(aws, login_account_max_failures=2)
+    victim, other = user(aws), user(aws, "other@example.com")
+    for address in ("203.0.113.1", "203.0.113.2"):
+        assert attempt(aws, EMAIL, "guess", address) is None
+    with pytest.raises(Throttled):
+        attempt(aws, EMAIL, PASSWORD, "203.0.113.3", device_user_id=other.user_id)
+    assert attempt(aws, EMAIL, PASSWORD, "203.0.113.3", device_user_id=victim.user_id) is not None
+
+
+def test_backoff_doubles_for_a_source_that_keeps_guessing(aws, frozen):
+    limits(aws, login_max_failures=3)
+    user(aws)
+    window = aws.settings.login_window_seconds
+    waits = []
+    for _ in range(3):
+        for _ in range(3):
+            assert attempt(aws, EMAIL, "guess", "203.0.113.5") is None
+        with pytest.raises(Throttled) as refused:
+            attempt(aws, EMAIL, PASSWORD, "203.0.113.5")
+        waits.append(refused.value.retry_after)
+        with pytest.raises(Throttled):  # blocked: nothing is checked until the block ends
+            attempt(aws, EMAIL, PASSWORD, "203.0.113.5")
+        clock.travel(refused.value.retry_after)
+    assert waits == [window, 2 * window, 4 * window]
+    assert attempt(aws, EMAIL, PASSWORD, "203.0.113.5") is not None
+    assert attempt(aws, EMAIL, PASSWORD, "203.0.113.6") is not None  # another source never was blocked
+
+
+def test_successful_sign_ins_give_their_reservation_back(aws, frozen):
+    limits(aws, login_max_failures=2, login_source_max_failures=2)
+    user(aws)
+    for _ in range(10):
+        assert attempt(aws, EMAIL, PASSWORD, "192.0.2.1") is not None
+
+
+def test_the_global_ceiling_stops_a_distributed_attack_but_not_known_devices(aws, frozen):
+    limits(aws, login_global_max_failures_per_minute=5)
+    victim = user(aws)
+    for i in range(5):
+        assert attempt(aws, f"nobody{i}@example.com", "guess", f"203.0.113.{i}") is None
+    with pytest.raises(Throttled) as refused:
+        attempt(aws, EMAIL, PASSWORD, "203.0.113.200")
+    assert refused.value.scope == "login-global" and refused.value.retry_after <= 60
+    assert attempt(aws, EMAIL, PASSWORD, "203.0.113.200", victim.user_id) is not None
+
+
+def test_the_login_page_answers_429_with_retry_after(aws, frozen, http, source):
+    limits(aws, login_max_failures=2)
+    user(aws)
+    source("203.0.113.50")
+    browser = Browser(http)
+    for _ in range(2):
+        assert sign_in(browser, password="bad-guess").status_code == 400
+    throttled = sign_in(browser)
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) == aws.settings.login_window_seconds
+    source("203.0.113.51")
+    assert sign_in(Browser(http)).status_code == 200
+
+
+def test_x_forwarded_for_does_not_move_the_source(aws, frozen, http, source):
+    limits(aws, login_max_failures=2)
+    user(aws)
+    source("203.0.113.60")
+    browser = Browser(http)
+    for i in range(3):
+        browser_headers = {"X-Forwarded-For": f"10.0.0.{i}"}
+        form_page = browser.get("/login")
+        token = form_page.body.decode().split('name="csrf_token" value="')[1].split('"')[0]
+        last = browser.post("/login", {"csrf_token": token, "email": EMAIL, "password": "bad"}, headers=browser_headers)
+    assert last.status_code == 429
+
+
+# -- client authentication -----------------------------------------------------------------------------
+
+def test_a_tripped_client_throttle_refuses_even_the_right_secret(aws, frozen, http, source):
+    world = make_world(aws)
+    limits(aws, client_auth_max_failures=3)
+    cc1 = world.clients["CC1"]
+    source("198.51.100.20")
+    for i in range(3):
+        assert_error(post_token(http, CC, basic(cc1.client_id, f"guess-{i}")), 401, "invalid_client")
+    refused = assert_error(post_token(http, CC, basic(cc1.client_id, cc1.secret)), 429, "slow_down")
+    assert refused == {"error": "slow_down", "error_description": "too many requests; retry later"}
+    source("198.51.100.21")  # the client's own servers: guessing elsewhere does not lock it out
+    tokens_of(post_token(http, CC, basic(cc1.client_id, cc1.secret)))
+
+
+def test_unknown_client_ids_are_throttled_the_same_way(aws, frozen, http, source):
+    world = make_world(aws)
+    limits(aws, client_auth_max_failures=3)
+    source("198.51.100.30")
+    answers = {}
+    for client_id in ("no-such-client", world.clients["CC1"].client_id):
+        statuses = [post_token(http, CC, basic(client_id, f"guess-{i}")).status_code for i in range(4)]
+        last = post_token(http, CC, basic(client_id, "guess-last"))
+        answers[client_id] = (statuses, last.status_code, last.body, last.headers["Retry-After"])
+    unknown, known = answers.values()
+    assert unknown == known
+    assert unknown[0] == [401, 401, 401, 429] and unknown[1] == 429
+
+
+def test_one_source_spraying_client_ids_is_stopped(aws, frozen, http, source):
+    world = make_world(aws)
+    limits(aws, client_auth_source_max_failures=5)
+    source("198.51.100.40")
+    for i in range(5):
+        assert_error(post_token(http, CC, basic(f"client-{i}", "x")), 401, "invalid_client")
+    cc1 = world.clients["CC1"]
+    assert_error(post_token(http, CC, basic(cc1.client_id, cc1.secret)), 429, "slow_down")
+
+
+# -- the primitive -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("203.0.113.9", "203.0.113.9"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+    ("::ffff:198.51.100.1", "198.51.100.1"),
+    ("", "unknown"), (None, "unknown"), ("1.2.3.4, 5.6.7.8", "unknown"), ("<script>", "unknown"),
+])
+def test_sources_are_addresses_or_ipv6_networks(address, expected):
+    assert source_of(address) == expected
+
+
+def test_throttle_keys_hold_no_email_or_address_in_the_clear(aws, frozen):
+    import boto3
+
+    user(aws)
+    attempt(aws, EMAIL, "guess", "203.0.113.70")
+    items = boto3.resource("dynamodb").Table(aws.settings.table_name).scan()["Items"]
+    keys = " ".join(item["pk"] for item in items if item["pk"].startswith("rate#"))
+    assert "login-account-source:" + subject_of(EMAIL, "203.0.113.70") in keys
+    assert EMAIL not in keys and "203.0.113.70" not in keys
+    cleared = aws.store.clear_throttle(throttle_key("login-account", subject_of(EMAIL)))
+    assert cleared == 1
