@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run mcp test lint bench clean vendor deploy package
+.PHONY: run mcp test lint bench soak clean vendor deploy package
 
 $(STAMP): requirements.txt requirements-vendor.txt requirements-dev.txt
 	@if [ -z "$(PYTHON)" ]; then echo "error: Python 3.12 not found (set PYTHON=/path/to/python3.12)" >&2; exit 2; fi
@@ -35,7 +35,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in $(filter-out bench/soak_local.py,$(wildcard bench/*.py)); do \
+	  echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# 10,000 code exchanges against the local run, memory and latency per thousand (SOAK_ARGS="--exchanges 2000")
+soak: $(STAMP)
+	$(BIN)/python bench/soak_local.py $(SOAK_ARGS)
 
 # Deploying (README "Deploy to AWS"): vendor/ holds requirements-vendor.txt without dependencies.
 STAGE ?= dev

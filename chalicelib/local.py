@@ -6,20 +6,18 @@ MOTO_PORT, DEMO_*) are read here; the app's settings come from chalicelib.settin
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from chalicelib import clock, wiring
 from chalicelib.api.service import seed_demo_analyses
 from chalicelib.crypto.secrets import digest
+from chalicelib.local_moto import start_moto
 from chalicelib.oauth import accounts, registration, scopes
 from chalicelib.oauth.grants import TOKEN_EXCHANGE
 from chalicelib.oauth.resource_servers import new_resource_server
@@ -50,31 +48,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serialize_moto_server() -> None:
-    """moto is not linearizable under threads; real DynamoDB is. Serialise moto, not our code."""
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-
-    original = DomainDispatcherApplication.__call__
-    if getattr(original, "_serialized", False):
-        return
-    lock = threading.RLock()
-
-    def call(self: Any, environ: Any, start_response: Any) -> Any:
-        with lock:
-            return original(self, environ, start_response)
-
-    call._serialized = True  # type: ignore[attr-defined]
-    DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
-
-
-def start_moto(port: int) -> Any:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-call access log is noise here
-    serialize_moto_server()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    return server
+def busy_port_message(port: int, knob: str) -> str | None:
+    """Why the local run cannot start on `port`, and the setting that moves it; None if the port is free."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is not busy
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return (f"error: port {port} on 127.0.0.1 is already in use (another `make run`?). "
+                    f"Stop it, or choose another port: {knob}={port + 1} make run")
+    return None
 
 
 def aws_environment(moto_port: int, environ: dict[str, str]) -> dict[str, str]:
@@ -154,6 +137,10 @@ def main() -> int:
     knobs = {name: os.environ.get(name) or default for name, default in DEFAULTS.items()}
     port = int(knobs["PORT"])
     moto_port = int(os.environ.get("MOTO_PORT") or free_port())
+    busy = busy_port_message(port, "PORT") or busy_port_message(moto_port, "MOTO_PORT")
+    if busy:
+        print(busy, file=sys.stderr)
+        return 2
     env = aws_environment(moto_port, dict(os.environ))
     env.setdefault("ISSUER_URL", f"http://127.0.0.1:{port}")
     os.environ.update(env)
@@ -163,8 +150,8 @@ def main() -> int:
         services = wiring.build(load_settings(env))
         provision(services)
         seed(services, knobs)
-        chalice = shutil.which("chalice", path=str(Path(sys.executable).parent)) or "chalice"
-        command = [chalice, "local", "--host", "127.0.0.1", "--port", str(port), "--stage", "local", "--no-autoreload"]
+        command = [sys.executable, "-m", "chalicelib.local_server", "local", "--host", "127.0.0.1", "--port",
+                   str(port), "--stage", "local", "--no-autoreload"]
         server = subprocess.Popen(command, cwd=ROOT, env=env)
         print(banner(services.settings, knobs, moto_port), flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
