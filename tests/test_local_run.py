@@ -1,0 +1,73 @@
+"""The local run (`python -m chalicelib.local`) as a user meets it: a busy port, and a burst of requests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.developer_support import free_port, local_run
+
+ROOT = Path(__file__).resolve().parent.parent
+BURST = 50
+CONNECT_SECONDS = 0.9  # under TCP's 1 s SYN retransmit: a dropped connection fails, not waits
+
+pytestmark = pytest.mark.xdist_group("local_run_burst")
+
+
+def test_a_busy_port_says_which_port_and_how_to_move(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PORT": str(port), "MOTO_PORT": str(free_port())}
+        finished = subprocess.run([sys.executable, "-m", "chalicelib.local"], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=60)
+    assert finished.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in finished.stderr
+    assert f"PORT={port + 1} make run" in finished.stderr
+    assert "Traceback" not in finished.stderr + finished.stdout
+
+
+def test_a_busy_moto_port_names_moto_port(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        moto_port = taken.getsockname()[1]
+        env = {**os.environ, "PORT": str(free_port()), "MOTO_PORT": str(moto_port)}
+        finished = subprocess.run([sys.executable, "-m", "chalicelib.local"], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=60)
+    assert finished.returncode == 2
+    assert f"MOTO_PORT={moto_port + 1} make run" in finished.stderr
+    assert "Traceback" not in finished.stderr + finished.stdout
+
+
+def test_fifty_concurrent_requests_all_get_an_answer(tmp_path):
+    """chalice local's accept queue of 5 dropped a burst's connections (clients waited for TCP's 1 s retransmit,
+    or gave up); the local run queues 50 at once, so every connection is accepted by the kernel at once."""
+    with local_run(tmp_path) as run:
+        start = threading.Barrier(BURST)
+        answers: list[int] = []
+        failures: list[str] = []
+
+        def fetch() -> None:
+            start.wait()
+            try:
+                response = requests.get(run.issuer + "/.well-known/jwks.json", timeout=(CONNECT_SECONDS, 60))
+                answers.append(response.status_code)
+            except requests.RequestException as error:
+                failures.append(type(error).__name__)
+
+        threads = [threading.Thread(target=fetch) for _ in range(BURST)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert failures == [], f"{len(failures)} of {BURST} requests failed: {sorted(set(failures))}\n{run.log()}"
+        assert answers == [200] * BURST
