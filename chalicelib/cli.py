@@ -25,7 +25,7 @@ from chalicelib.oauth.errors import OAuthError
 from chalicelib.oauth.grants import TOKEN_EXCHANGE
 from chalicelib.oauth.resource_servers import builtin_api, new_resource_server, registrable_scopes
 from chalicelib.oauth.scopes import CATALOGUE
-from chalicelib.records import AlreadyExists, ClientSecret, RegistrationTokenRecord, StoreUnavailable
+from chalicelib.records import AlreadyExists, ClientRecord, ClientSecret, RegistrationTokenRecord, StoreUnavailable
 from chalicelib.settings import STAGES, ConfigError, load_settings
 
 CONFIG_FILE = Path(__file__).resolve().parent.parent / ".chalice" / "config.json"
@@ -114,6 +114,22 @@ def cmd_create_client(args: argparse.Namespace) -> None:
     audit.emit("client.created", client_id=client.client_id, owner_id=args.owner, via="operator")
     result = {**registration.client_metadata(client), **({"client_secret": secret} if secret else {})}
     print(json.dumps(result, indent=2))
+
+
+def cmd_verify_client(args: argparse.Namespace) -> None:
+    """Vouch for an app (or withdraw it): the consent page and Connected apps stop (start) marking it
+    "not verified", and its authorization errors may be redirected before the user signs in. Warm Lambda
+    instances see the change within CLIENT_CACHE_SECONDS."""
+    services = _services(args)
+    verified = not args.withdraw
+
+    def mark(client: ClientRecord) -> None:
+        client.verified = verified
+
+    if services.store.update_client(args.client_id, mark) is None:
+        raise CliError(f"no client with id {args.client_id}")
+    audit.emit("client.updated", client_id=args.client_id, via="operator")
+    print(f"client {args.client_id} is {'now verified' if verified else 'no longer verified'} by Clipron")
 
 
 def _scope_descriptions(values: list[str]) -> dict[str, str]:
@@ -220,6 +236,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="may exchange tokens for its resource server's audience for other resources (RFC 8693)")
     client.add_argument("--client-id", help=argparse.SUPPRESS)
     client.add_argument("--client-secret", help=argparse.SUPPRESS)
+    verify = command("verify-client", cmd_verify_client,
+                     "mark an application as verified by Clipron (or withdraw it with --withdraw)")
+    verify.add_argument("--client-id", required=True)
+    verify.add_argument("--withdraw", action="store_true", help="mark it as not verified again")
     server = command("create-resource-server", cmd_create_resource_server,
                      "register a protected resource (RFC 8707): tokens can then name it with `resource`")
     server.add_argument("--identifier", required=True, help="its absolute URI, no query or fragment (the token's aud)")

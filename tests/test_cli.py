@@ -9,7 +9,7 @@ import pytest
 from chalicelib import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["provision", "create-user", "create-client", "issue-registration-token", "rotate-keys"]
+COMMANDS = ["provision", "create-user", "create-client", "issue-registration-token", "rotate-keys", "verify-client"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -84,3 +84,19 @@ def test_bad_configuration_is_one_line(capsys, monkeypatch):
 def test_rotate_keys(aws, capsys):
     code, out, _ = run(capsys, "rotate-keys")
     assert code == 0 and '"current"' in out and '"retired"' in out
+
+
+def test_verify_client_marks_and_unmarks_an_app(aws, capsys):
+    from chalicelib import clock
+    from chalicelib.oauth import registration
+
+    app = registration.build_client({"client_name": "Self Made", "redirect_uris": ["https://s.example/cb"]}, None,
+                                    clock.now()).client
+    aws.store.create_client(app)
+    code, out, _ = run(capsys, "verify-client", "--client-id", app.client_id)
+    assert code == 0 and "now verified" in out
+    assert aws.store.get_client(app.client_id).verified
+    code, out, _ = run(capsys, "verify-client", "--client-id", app.client_id, "--withdraw")
+    assert code == 0 and not aws.store.get_client(app.client_id).verified
+    code, _, err = run(capsys, "verify-client", "--client-id", "app_nope")
+    assert code == 2 and err.startswith("error: no client")
