@@ -21,6 +21,7 @@ from chalicelib import audit, clock, wiring
 from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import accounts, registration
+from chalicelib.oauth.cimd import is_metadata_url
 from chalicelib.oauth.errors import OAuthError
 from chalicelib.oauth.grants import TOKEN_EXCHANGE
 from chalicelib.oauth.resource_servers import builtin_api, new_resource_server, registrable_scopes
@@ -103,6 +104,8 @@ def cmd_create_client(args: argparse.Namespace) -> None:
             raise CliError("token exchange needs a confidential client (it authenticates as the actor)")
         client.grant_types.append(TOKEN_EXCHANGE)
     if args.client_id:
+        if is_metadata_url(args.client_id):  # such an id names a Client ID Metadata Document, never a registration
+            raise CliError("a client id that is an https URL is taken as a Client ID Metadata Document; choose another")
         client.client_id = args.client_id
     if args.client_secret and secret:
         secret = args.client_secret

@@ -50,6 +50,8 @@ def test_create_user_and_client(aws, capsys):
         (["create-client", "--name", "X", "--redirect-uri", "http://evil.example/cb"], "must use https"),
         (["create-client", "--name", "X", "--redirect-uri", "https://a.example/cb#frag"], "fragment"),
         (["create-client", "--name", "X"], "at least one redirect URI"),
+        (["create-client", "--name", "X", "--redirect-uri", "https://a.example/cb", "--client-id",
+          "https://agent.example/client.json"], "Client ID Metadata Document"),
         (["create-client", "--name", "X", "--redirect-uri", "https://a.example/cb", "--scope", "admin"],
          "unknown scope"),
     ],
