@@ -70,10 +70,20 @@ def cmd_provision(args: argparse.Namespace) -> None:
     print("\n".join(changes) if changes else "nothing to change: tables, TTL, KMS key and signing keys exist")
 
 
+def _password(args: argparse.Namespace) -> str:
+    """--password, else stdin's first line when asked or when there is no terminal to prompt on, else a prompt."""
+    if args.password is not None:
+        return args.password
+    if args.password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CliError("no password: pass --password, or the password as the first line of stdin")
+        return password
+    return getpass.getpass("Password: ")
+
+
 def cmd_create_user(args: argparse.Namespace) -> None:
-    password = args.password
-    if password is None:
-        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    password = _password(args)
     services = _services(args)
     user = accounts.create_user(services.store, args.email, password, clock.now())
     print(f"created user {user.user_id} <{user.email}>")
@@ -224,7 +234,8 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--email", required=True)
     secret = user.add_mutually_exclusive_group()
     secret.add_argument("--password", help="the password (prefer --password-stdin or the prompt)")
-    secret.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    secret.add_argument("--password-stdin", action="store_true",
+                        help="read the password from stdin (the default without a terminal)")
     client = command("create-client", cmd_create_client, "register an OAuth application; prints its secret once")
     client.add_argument("--name", required=True)
     client.add_argument("--type", choices=sorted(registration.APP_TYPES), default="web",

@@ -11,6 +11,8 @@ HTTP Basic client authentication, refresh); nothing here imports the server's co
         --redirect-uri http://127.0.0.1:8765/callback
     # open http://127.0.0.1:8765/ and click "Sign in with Clipron"
 
+The issuer follows the same settings as `make run` (ISSUER_URL, else PORT on 127.0.0.1); --issuer wins.
+
 Stdlib HTTP server, in-memory sessions: an example, not a production app.
 """
 
@@ -172,9 +174,16 @@ def serve(config: Config, host: str = "127.0.0.1", port: int | None = None) -> h
     return http.server.ThreadingHTTPServer((host, port), make_handler(client))
 
 
+def default_issuer(environ: dict[str, str] | os._Environ[str]) -> str:
+    """The issuer `make run` serves, from the same settings: ISSUER_URL, else 127.0.0.1 on PORT (8000)."""
+    port = environ.get("PORT") or "8000"
+    return environ.get("CLIPRON_ISSUER") or environ.get("ISSUER_URL") or f"http://127.0.0.1:{port}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A third-party web app that signs in with Clipron.")
-    parser.add_argument("--issuer", default=os.environ.get("CLIPRON_ISSUER", "http://127.0.0.1:8000"))
+    parser.add_argument("--issuer", default=default_issuer(os.environ),
+                        help="the authorization server (default: CLIPRON_ISSUER, ISSUER_URL, or PORT on 127.0.0.1)")
     parser.add_argument("--client-id", default=os.environ.get("CLIENT_ID"), required="CLIENT_ID" not in os.environ)
     parser.add_argument("--client-secret", default=os.environ.get("CLIENT_SECRET"),
                         help="omit for a public (PKCE-only) client")

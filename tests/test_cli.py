@@ -1,5 +1,6 @@
 """Operator commands: --help everywhere, idempotent provision, one-line errors with a non-zero exit."""
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,16 @@ def test_verify_client_marks_and_unmarks_an_app(aws, capsys):
     assert code == 0 and not aws.store.get_client(app.client_id).verified
     code, _, err = run(capsys, "verify-client", "--client-id", "app_nope")
     assert code == 2 and err.startswith("error: no client")
+
+
+def test_create_user_without_a_terminal_reads_the_password_from_stdin(aws, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("correct horse battery\n"))
+    code, out, err = run(capsys, "create-user", "--email", "piped@example.com")
+    assert (code, err) == (0, "") and "<piped@example.com>" in out
+
+
+def test_create_user_without_a_terminal_or_a_password_says_how_to_give_one():
+    result = subprocess.run([sys.executable, "-m", "chalicelib.cli", "create-user", "--email", "a@b.example"],
+                            cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    assert result.returncode == 2
+    assert result.stderr == "error: no password: pass --password, or the password as the first line of stdin\n"
