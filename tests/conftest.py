@@ -10,6 +10,8 @@ instead, and any AWS call fails the test: for protocol rules that need no Dynamo
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 # The environment must be set before the app is imported (chalice.test only patches it per request).
 os.environ.update(
@@ -68,13 +70,25 @@ def clients(aws):
     return aws
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Under xdist's loadgroup, keep a module whose fixtures are module-scoped (a local run, a
-    browser, an example app: one per module) on one worker, so no worker starts it twice; every
-    other test is spread one by one."""
-    for item in items:
-        definitions = getattr(item, "_fixtureinfo", None)
-        scopes = {d.scope for defs in (definitions.name2fixturedefs.values() if definitions else ()) for d in defs}
-        if scopes & {"module", "package", "class"}:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+# a module defining a fixture shared by its tests (a local run, a browser, packaged templates)
+SHARED_FIXTURE = re.compile(r"@pytest\.fixture\([^)]*scope=[\"'](?:module|class|package)[\"']")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`-n auto` spreads tests one by one, except that a module with a shared fixture runs whole on one
+    worker, so its local run or browser starts once. (xdist 3.8's loadgroup cannot do this under
+    pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads, and so groups nothing.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    tests = Path(config.rootpath) / "tests"
+    shared = {path.relative_to(config.rootpath).as_posix() for path in tests.glob("test_*.py")
+              if SHARED_FIXTURE.search(path.read_text())}
+
+    class SharedFixtureModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in shared else nodeid
+
+    return SharedFixtureModules(config, log)
