@@ -5,7 +5,7 @@ from chalice import Chalice
 from chalicelib import jobs
 from chalicelib.settings import validate_at_start
 from chalicelib.web import api as resource_api
-from chalicelib.web import assets, cors, wellknown
+from chalicelib.web import assets, cors, home, wellknown
 from chalicelib.web import authorize as authorize_pages
 from chalicelib.web import developer as developer_pages
 from chalicelib.web import lifecycle as token_lifecycle
@@ -26,4 +26,5 @@ app.register_blueprint(jobs.bp)
 app.register_blueprint(authorize_pages.bp)
 app.register_blueprint(registration_endpoint.bp)
 app.register_blueprint(developer_pages.bp)
+app.register_blueprint(home.bp)  # `/` and the 404 for every unknown path
 cors.allow_back_channel(app)  # after every blueprint: the rule covers all their routes

@@ -18,7 +18,10 @@ def main(argv: Sequence[str]) -> int:
     from chalice.cli import main as chalice_main
     from chalice.local import ThreadedHTTPServer
 
+    from chalicelib import local_routes
+
     ThreadedHTTPServer.request_queue_size = LISTEN_BACKLOG
+    local_routes.install()  # unknown paths at any depth reach our 404 (web/home.py), as on API Gateway
     sys.argv = ["chalice", *argv]
     return chalice_main()
 

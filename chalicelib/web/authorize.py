@@ -49,6 +49,7 @@ from chalicelib.web.cookies import (
     read_cookie,
     set_cookie,
 )
+from chalicelib.web.home import signed_in_page
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
@@ -238,18 +239,7 @@ def login_submit() -> Response:
         cookies.append(set_cookie(DEVICE, device_id, settings.known_device_days * 86400, settings))
     if request_id is not None:
         return _redirect(_resume_url("/consent", request_id), 303, cookies)
-    return _signed_in_page(session_id, cookies)
-
-
-def _signed_in_page(session_id: str, cookies: list[str]) -> Response:
-    return page(
-        "notice.html",
-        headers={"Set-Cookie": cookies},
-        title="You are signed in",
-        message="You are signed in to your Clipron account.",
-        logout_action=services().settings.url("/logout"),
-        logout_csrf=csrf_token(session_id, "logout"),
-    )
+    return signed_in_page(session_id, cookies)  # the landing page, signed in: somewhere to go next
 
 
 @bp.route("/logout", methods=["POST"], content_types=ANY_BODY)

@@ -1,0 +1,112 @@
+"""Issue 12, "Pages that don't trip people": the landing page at /, where sign-in without a pending
+authorization lands, and our own 404 for unknown paths (never the gateway's message quoting the
+Authorization header)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib import clock, local_routes
+from chalicelib.oauth import accounts
+from tests import test_deploy
+from tests.authorize_support import EMAIL, PASSWORD, Browser, sign_in
+from tests.test_cors import preflight
+from tests.test_login_pages import assert_secure_page
+
+STAGES = test_deploy.STAGES
+packaged = test_deploy.packaged  # the module-scoped fixture that runs `chalice package` per stage
+BEARER = "Bearer zq7-secret-bearer-token"
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+UNKNOWN = ("/nope", "/nope/deeper", "/v1/unknown", "/developer/apps/x/y/z", "/register/a/b", "/.well-known/x")
+
+
+@pytest.fixture(autouse=True)
+def greedy_routes(monkeypatch):
+    """chalice.test routes `/{proxy+}` as API Gateway does (the local run installs the same matcher)."""
+    from chalice.local import RouteMatcher
+
+    monkeypatch.setattr(RouteMatcher, "match_route", local_routes.greedy_match_route(RouteMatcher.match_route))
+
+
+@pytest.fixture
+def user(aws):
+    return accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+
+
+@pytest.mark.parametrize("path", UNKNOWN)
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH"])
+def test_unknown_path_is_our_json_404_without_the_authorization_header(http, path, method):
+    response = http.request(method, path, headers={"Authorization": BEARER, "Content-Type": "application/json"},
+                            body=b"{}")
+    assert response.status_code == 404, (path, response.body[:200])
+    assert response.headers["Content-Type"] == "application/json"
+    assert json.loads(response.body) == {"error": "not_found", "error_description": "there is no such endpoint"}
+    assert b"zq7" not in response.body and "zq7" not in json.dumps(dict(response.headers))
+
+
+def test_a_browser_gets_a_404_page_that_echoes_nothing(http):
+    response = http.get("/nope/zq7marker", headers={**HTML, "Authorization": BEARER})
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert_secure_page(response)
+    assert "Page not found" in response.body.decode() and b"zq7" not in response.body
+
+
+def test_back_channel_paths_get_json_even_from_a_browser(http):
+    response = http.get("/v1/nope", headers=HTML)
+    assert response.status_code == 404 and response.headers["Content-Type"] == "application/json"
+
+
+def test_known_routes_still_win_over_the_greedy_route(http):
+    assert json.loads(http.get("/.well-known/oauth-authorization-server").body)["issuer"]
+    assert http.get("/static/style.css").headers["Content-Type"].startswith("text/css")
+    assert http.get("/developer/apps").status_code == 303  # to /login
+    response = http.post("/token", headers={"Content-Type": "application/x-www-form-urlencoded"}, body=b"")
+    assert json.loads(response.body)["error"] != "not_found"
+
+
+def test_back_channel_preflights_still_answered(http):
+    for path in ("/token", "/revoke", "/register", "/register/abc", "/v1/me", "/.well-known/jwks.json"):
+        response = preflight(http, path, "POST")
+        assert response.status_code == 200, path
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_landing_page_signed_out_explains_and_links(http):
+    response = http.get("/", headers=HTML)
+    assert response.status_code == 200
+    assert_secure_page(response)
+    body = response.body.decode()
+    for link in ("/login", "/developer/apps", "/account/apps", "/.well-known/oauth-authorization-server",
+                 "/.well-known/jwks.json"):
+        assert f'{link}"' in body, link
+    assert "OAuth 2.0 authorization server" in body and "Sign out" not in body
+
+
+def test_landing_page_other_methods_are_refused(http):
+    response = http.post("/", headers={"Authorization": BEARER}, body=b"")
+    assert response.status_code == 405 and response.headers["Allow"] == "GET" and b"zq7" not in response.body
+
+
+def test_sign_in_without_a_pending_request_lands_on_the_signed_in_home(http, user):
+    browser = Browser(http)
+    response = sign_in(browser)
+    body = response.body.decode()
+    assert response.status_code == 200 and "You are signed in" in body
+    assert 'href="/developer/apps"' in body and 'href="/account/apps"' in body and "Sign out" in body
+    home = browser.get("/").body.decode()  # and / itself now knows the user
+    assert "You are signed in" in home and "Sign out" in home and 'href="/login"' not in home
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_packaged_api_sends_every_unknown_path_to_the_app(packaged, stage):
+    """API Gateway: `/` and the greedy `/{proxy+}` for every method, integrated with the Lambda (no MOCK
+    or gateway default), and no OPTIONS on it (preflights stay the back channel's, by path)."""
+    template, _ = packaged[stage]
+    paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    assert set(paths["/{proxy+}"]) == {"get", "post", "put", "patch", "delete"}
+    assert set(paths["/"]) == {"get", "post", "put", "patch", "delete"}
+    for method in paths["/{proxy+}"].values():
+        assert method["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
