@@ -65,8 +65,14 @@ def test_example_app_reports_a_denied_consent(server):
                                data={**form_fields(login.text), "email": DEMO_EMAIL, "password": DEMO_PASSWORD})
         denied = browser.post(server.issuer + "/consent", data={**form_fields(consent.text), "decision": "deny"},
                               timeout=10)
-        assert denied.status_code == 400
-        assert "error=access_denied" in denied.text and "code=" not in denied.url
+        # a self-registered app's redirect URI is not trusted (RFC 9700 §4.11.2): our page tells the user
+        # and the user follows its link back to the app, which reports the denial
+        assert denied.status_code == 200 and "code=" not in denied.url
+        back = unescape(re.search(r'<a href="([^"]+)"[^>]*id="return-link"', denied.text).group(1))
+        assert back.startswith(f"http://127.0.0.1:{port}/callback?")
+        reported = browser.get(back, timeout=10)
+        assert reported.status_code == 400
+        assert "access_denied" in reported.text and "code=" not in reported.url
 
 
 def test_example_app_as_a_public_client_uses_pkce_alone(server):
