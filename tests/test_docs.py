@@ -96,7 +96,7 @@ def test_every_function_in_the_spec_tables_is_defined_where_the_table_says():
         definitions = _definitions(path)
         if owner and member not in definitions.get(owner, set()) or not owner and name not in definitions[""]:
             missing.append(f"{path} {name}")
-    assert missing == []
+    assert missing == [], "each `name` after a `file.py` in the \"implemented in\" column must be defined there"
 
 
 def _slug(heading: str) -> str:
