@@ -75,6 +75,7 @@ class Recorder:
     def __init__(self, services: Any) -> None:
         self.clients = [shared_connection().client, services.kms()]
         self.calls: list[str] = []
+        self.shapes: list[str] = []  # what prices a call: items in a transaction, strongly consistent or not
         self.inside = 0.0
         self._started: float | None = None
         for client in self.clients:
@@ -82,8 +83,13 @@ class Recorder:
             client.meta.events.register("before-call", self._call)
             client.meta.events.register("after-call", self._leave)
 
-    def _enter(self, **_: Any) -> None:
+    def _enter(self, params: Any = None, event_name: str = "", **_: Any) -> None:
         self._started = time.process_time()
+        operation, params = event_name.rsplit(".", 1)[-1], params or {}
+        if "TransactItems" in params:
+            self.shapes.append(f"{operation}[{len(params['TransactItems'])} items]")
+        elif operation == "GetItem":
+            self.shapes.append(f"GetItem[{'strong' if params.get('ConsistentRead') else 'eventual'}]")
 
     def _call(self, model: Any, **_: Any) -> None:
         self.calls.append(f"{model.service_model.service_name}:{model.name}")
@@ -94,7 +100,7 @@ class Recorder:
             self._started = None
 
     def reset(self) -> None:
-        self.calls, self.inside = [], 0.0
+        self.calls, self.shapes, self.inside = [], [], 0.0
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:
@@ -192,6 +198,7 @@ def main(iterations: int) -> None:
             cold_client = list(recorder.calls)
             authorize_row = measure_authorize(http, services, world, recorder)
             metadata_rows = measure_metadata_document_client(http, services, world, recorder)
+            first_flow = measure_first_flow(http, services, recorder)
 
         print("AWS API calls per operation (warm process, moto)")
         print(f"  {'operation':44} {'DynamoDB':>8} {'KMS':>4}  calls  [goal]")
@@ -205,7 +212,64 @@ def main(iterations: int) -> None:
         if authorize_row is None:
             print("  authorize: not measured (endpoint missing)")
 
+        print_first_flow(first_flow)
         print_cpu(services, world, recorder, iterations)
+
+
+def measure_first_flow(http: Any, services: Any, recorder: Recorder) -> list[tuple[str, list[str]]]:
+    """A user's first authorization of a client, step by step: signed out, then sign-in and consent.
+
+    A new user and a new client (no session, no remembered consent, no cached client); the steps are
+    the browser's requests in order, each counted on its own (docs/COST.md prices the sum).
+    """
+    from chalicelib.crypto.passwords import hash_password
+    from tests.authorize_support import Browser, decide, hidden, location
+
+    now, password = clock.now(), "bench password " + new_token()
+    user = UserRecord(new_id("usr_"), f"first-{new_id('')}@example.com".lower(), hash_password(password), now)
+    services.store.create_user(user)
+    secret = new_token()
+    client = ClientRecord(new_id("app_"), "Bench first", [REDIRECT], SCOPE.split(),
+                          ["authorization_code", "refresh_token"], "client_secret_basic",
+                          secrets=[ClientSecret(digest(secret))], created_at=now)
+    services.store.create_client(client)
+    browser = Browser(http)
+    query = urlencode({"response_type": "code", "client_id": client.client_id, "redirect_uri": REDIRECT,
+                       "scope": SCOPE, "state": "bench", "code_challenge": CH, "code_challenge_method": "S256"})
+    steps: list[tuple[str, list[str]]] = []
+
+    def step(name: str, request: Callable[[], Any]) -> Any:
+        recorder.reset()
+        response = request()
+        steps.append((name, list(recorder.calls) + [f"shape:{shape}" for shape in recorder.shapes]))
+        assert response.status_code < 400, (name, response.status_code, response.body[:300])
+        return response
+
+    to_login = step("GET /authorize (signed out)", lambda: browser.get(f"/authorize?{query}"))
+    login_page = step("GET /login", lambda: browser.follow(to_login))
+    request_id = hidden(login_page, "request")
+    form = {"csrf_token": hidden(login_page, "csrf_token"), "email": user.email, "password": password,
+            "request": request_id}
+    to_consent = step("POST /login", lambda: browser.post("/login", form))
+    consent = step("GET /consent", lambda: browser.follow(to_consent))
+    with_code = step("POST /consent (allow)", lambda: decide(browser, consent, "allow"))
+    code = parse_qs(urlsplit(location(with_code)).query)["code"][0]
+    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": V}
+    headers = {**FORM, **basic(client.client_id, secret)}
+    step("POST /token (authorization_code)", lambda: http.post("/token", headers=headers, body=urlencode(exchange)))
+    return steps
+
+
+def print_first_flow(steps: list[tuple[str, list[str]]]) -> None:
+    print("A user's first authorization of a new client (signed out, no consent yet), per request")
+    total: Counter[str] = Counter()
+    for name, calls in steps:
+        detail = Counter(call.split(":")[1] for call in calls)
+        total.update(detail)
+        count = sum(1 for call in calls if not call.startswith("shape:"))
+        print(f"  {name:44} {count:>3}  {', '.join(f'{n} x{c}' for n, c in detail.items()) or '-'}")
+    count = sum(c for n, c in total.items() if "[" not in n)
+    print(f"  {'total':44} {count:>3}  {', '.join(f'{n} x{c}' for n, c in total.items())}")
 
 
 def lifecycle_rows(
