@@ -12,6 +12,7 @@ from chalicelib.web import lifecycle as token_lifecycle
 from chalicelib.web import logging as access_logging
 from chalicelib.web import registration as registration_endpoint
 from chalicelib.web import token as token_endpoint
+from chalicelib.web import userinfo as userinfo_endpoint
 
 validate_at_start()
 
@@ -26,5 +27,6 @@ app.register_blueprint(jobs.bp)
 app.register_blueprint(authorize_pages.bp)
 app.register_blueprint(registration_endpoint.bp)
 app.register_blueprint(developer_pages.bp)
+app.register_blueprint(userinfo_endpoint.bp)
 app.register_blueprint(home.bp)  # `/` and the 404 for every unknown path
 cors.allow_back_channel(app)  # after every blueprint: the rule covers all their routes

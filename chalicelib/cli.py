@@ -85,7 +85,8 @@ def _password(args: argparse.Namespace) -> str:
 def cmd_create_user(args: argparse.Namespace) -> None:
     password = _password(args)
     services = _services(args)
-    user = accounts.create_user(services.store, args.email, password, clock.now())
+    user = accounts.create_user(services.store, args.email, password, clock.now(), name=args.name or "",
+                                email_verified=args.email_verified)
     print(f"created user {user.user_id} <{user.email}>")
 
 
@@ -232,6 +233,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="the .chalice directory to read and update (default: the project's)")
     user = command("create-user", cmd_create_user, "create a Clipron account")
     user.add_argument("--email", required=True)
+    user.add_argument("--name", help="the name OpenID Connect apps see (UserInfo `name`)")
+    user.add_argument("--email-verified", action="store_true",
+                      help="you checked the address: apps see email_verified=true")
     secret = user.add_mutually_exclusive_group()
     secret.add_argument("--password", help="the password (prefer --password-stdin or the prompt)")
     secret.add_argument("--password-stdin", action="store_true",

@@ -81,7 +81,8 @@ def aws_environment(moto_port: int, environ: dict[str, str]) -> dict[str, str]:
 def seed(services: wiring.Services, knobs: dict[str, str]) -> None:
     """The demo user (with two demo analyses), the demo confidential client and the registration token."""
     store, now = services.store, clock.now()
-    user = accounts.create_user(store, knobs["DEMO_EMAIL"], knobs["DEMO_PASSWORD"], now)
+    user = accounts.create_user(store, knobs["DEMO_EMAIL"], knobs["DEMO_PASSWORD"], now, name="Demo User",
+                                email_verified=True)
     metadata = {"client_name": "Demo App", "redirect_uris": [knobs["DEMO_REDIRECT_URI"]],
                 "scope": " ".join(sorted(scopes.CATALOGUE))}
     client = registration.build_client(metadata, user.user_id, now, verified=True).client
@@ -117,6 +118,7 @@ Clipron OAuth is running (stage local, AWS = embedded moto on 127.0.0.1:{moto_po
 
   Issuer / base URL    {issuer}
   Metadata             {issuer}/.well-known/oauth-authorization-server
+  OpenID configuration {issuer}/.well-known/openid-configuration
   JWKS                 {issuer}/.well-known/jwks.json
   Clipron API          {issuer}/v1/analyses, /v1/me, POST /v1/projects (Authorization: Bearer <access token>)
   Demo user            {knobs['DEMO_EMAIL']} / {knobs['DEMO_PASSWORD']}

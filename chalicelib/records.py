@@ -64,6 +64,7 @@ class ClientRecord:
     # An openly registered client expires when unused (touched on use); a metadata-document client's
     # cached copy expires with its cache lifetime. None: never.
     expires_at: int | None = None
+    post_logout_redirect_uris: list[str] = field(default_factory=list)  # OIDC RP-Initiated Logout
 
     @property
     def confidential(self) -> bool:
@@ -97,6 +98,9 @@ class UserRecord:
     password_hash: str
     created_at: int
     disabled: bool = False
+    name: str = ""  # OpenID Connect profile claims (UserInfo)
+    email_verified: bool = False
+    updated_at: int = 0
 
 
 @dataclass
@@ -105,6 +109,19 @@ class SessionRecord:
     user_id: str
     auth_time: int
     expires_at: int
+    sid: str | None = None  # the OpenID Connect session id in ID tokens (not a secret, unlike the cookie)
+
+
+@dataclass
+class OpenIdRequest:
+    """The OpenID Connect parts of an authorization request (OIDC Core §3.1.2.1)."""
+
+    nonce: str | None = None
+    max_age: int | None = None
+    login_hint: str | None = None
+    hint_subject: str | None = None  # the `sub` of a valid id_token_hint
+    id_token_claims: list[str] = field(default_factory=list)
+    userinfo_claims: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -122,6 +139,7 @@ class AuthorizationRequestRecord:
     created_at: int
     expires_at: int
     resources: list[str] = field(default_factory=list)  # RFC 8707; empty: the Clipron API
+    oidc: OpenIdRequest | None = None
 
 
 @dataclass
@@ -138,6 +156,10 @@ class CodeRecord:
     expires_at: int
     used_at: int | None = None
     resources: list[str] = field(default_factory=list)  # RFC 8707; empty: the Clipron API
+    nonce: str | None = None  # bound to the code like the PKCE challenge (OIDC Core §3.1.2.1)
+    sid: str | None = None
+    id_token_claims: list[str] = field(default_factory=list)  # asked for by the claims parameter
+    userinfo_claims: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -152,6 +174,9 @@ class GrantRecord:
     expires_at: int
     revoked_at: int | None = None
     resources: list[str] = field(default_factory=list)  # RFC 8707; empty: the Clipron API
+    auth_time: int | None = None  # the login behind the grant: refreshed ID tokens keep it (OIDC Core §12.2)
+    sid: str | None = None
+    userinfo_claims: list[str] = field(default_factory=list)
 
     def active(self, now: int) -> bool:
         return self.revoked_at is None and live(self.expires_at, now)
@@ -171,6 +196,8 @@ class RefreshTokenRecord:
     grace_response: str | None = None  # the rotated response, encrypted under a key only the holder has
     grant_expires_at: int | None = None  # the grant's absolute expiry, carried so a refresh needs no grant read
     resources: list[str] = field(default_factory=list)  # the grant's resources (RFC 8707), carried likewise
+    auth_time: int | None = None  # carried from the grant, so a refreshed ID token needs no grant read
+    sid: str | None = None
 
 
 @dataclass

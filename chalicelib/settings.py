@@ -34,6 +34,7 @@ class Settings:
     kms_key_id: str
     aws_region: str
     access_token_seconds: int
+    id_token_seconds: int
     code_seconds: int
     refresh_idle_seconds: int
     refresh_absolute_seconds: int
@@ -121,6 +122,7 @@ def _float(name: str, low: float, high: float) -> Callable[[str], object]:
 _DAY = 86400
 _NUMBERS: dict[str, tuple[str, str, Callable[[str], object]]] = {
     "access_token_seconds": ("ACCESS_TOKEN_SECONDS", "900", _int("ACCESS_TOKEN_SECONDS", 60, 3600)),
+    "id_token_seconds": ("ID_TOKEN_SECONDS", "300", _int("ID_TOKEN_SECONDS", 60, 3600)),
     "code_seconds": ("CODE_SECONDS", "60", _int("CODE_SECONDS", 10, 600)),
     "refresh_idle_seconds": ("REFRESH_IDLE_SECONDS", str(14 * _DAY), _int("REFRESH_IDLE_SECONDS", 60, 365 * _DAY)),
     "refresh_absolute_seconds": (

@@ -18,6 +18,7 @@ from chalicelib.crypto.envelope import Envelope
 from chalicelib.crypto.keyring import KeyRing
 from chalicelib.oauth.cimd import MetadataDocuments
 from chalicelib.oauth.clients import ClientDirectory
+from chalicelib.oauth.id_tokens import IdTokens
 from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api, registrable_scopes
 from chalicelib.oauth.sessions import Sessions
 from chalicelib.oauth.throttle import Throttle
@@ -26,7 +27,7 @@ from chalicelib.outbound import OutboundPolicy, fetch_json_document
 from chalicelib.settings import Settings, get_settings
 from chalicelib.store.dynamo import DynamoStore, bind_models, shared_connection
 
-# a retired key stays published this long beyond the longest access-token lifetime (JWKS caches)
+# a retired key stays published this long beyond the longest token lifetime (JWKS caches)
 JWKS_CACHE_MARGIN_SECONDS = 600
 
 
@@ -40,6 +41,7 @@ class Services:
     sessions: Sessions
     resources: ResourceDirectory
     throttle: Throttle
+    id_tokens: IdTokens
     _kms: Any = None
 
     def kms(self) -> Any:
@@ -71,7 +73,8 @@ def build(settings: Settings) -> Services:
         lambda: holder["services"].envelope(),
         clock.now,
         cache_seconds=settings.key_cache_seconds,
-        publish_retired_seconds=settings.access_token_seconds + JWKS_CACHE_MARGIN_SECONDS,
+        publish_retired_seconds=max(settings.access_token_seconds, settings.id_token_seconds)
+        + JWKS_CACHE_MARGIN_SECONDS,
     )
     access_tokens = AccessTokens(keyring, settings.issuer, settings.access_token_seconds, clock.now)
     clients = ClientDirectory(store, settings.client_cache_seconds, clock.now, metadata_documents(settings, store),
@@ -79,8 +82,9 @@ def build(settings: Settings) -> Services:
     sessions = Sessions(store, settings.session_seconds, clock.now)
     resources = ResourceDirectory(store, builtin_api(settings), settings.client_cache_seconds, clock.now)
     throttle = Throttle(store, clock.now)
+    id_tokens = IdTokens(keyring, settings.issuer, settings.id_token_seconds, clock.now)
     services = holder["services"] = Services(settings, store, keyring, access_tokens, clients, sessions, resources,
-                                             throttle)
+                                             throttle, id_tokens)
     return services
 
 

@@ -28,17 +28,27 @@ class AccountStore(Protocol):
     def device_user_id(self, device_digest: str) -> str | None: ...
 
 
+MAX_NAME = 200
+
+
 def normalise_email(email: str) -> str:
     return unicodedata.normalize("NFKC", email).strip().lower()
 
 
-def create_user(store: AccountStore, email: str, password: str, now: int) -> UserRecord:
+def create_user(
+    store: AccountStore, email: str, password: str, now: int, name: str = "", email_verified: bool = False
+) -> UserRecord:
+    """A new account; `name` and `email_verified` are what OpenID Connect clients see (UserInfo)."""
     email = normalise_email(email)
     if not _EMAIL.match(email):
         raise InvalidRequest("that is not an email address")
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidRequest(f"the password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters")
-    user = UserRecord(user_id=new_id("usr_"), email=email, password_hash=hash_password(password), created_at=now)
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME:
+        raise InvalidRequest(f"the name must have at most {MAX_NAME} characters")
+    user = UserRecord(user_id=new_id("usr_"), email=email, password_hash=hash_password(password), created_at=now,
+                      name=name, email_verified=email_verified, updated_at=now)
     try:
         store.create_user(user)
     except AlreadyExists:

@@ -12,7 +12,8 @@ each parked request yields at most one decision.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 from urllib.parse import quote, urlencode
 
@@ -31,13 +32,16 @@ from chalicelib.oauth.errors import (
     UnauthorizedClient,
     UnsupportedResponseType,
 )
+from chalicelib.oauth.id_tokens import IdTokens
 from chalicelib.oauth.resource_servers import MAX_RESOURCES, InvalidTarget, ResourceDirectory
+from chalicelib.oauth.userinfo import USER_CLAIMS
 from chalicelib.records import (
     AuthorizationRequestRecord,
     ClientRecord,
     CodeRecord,
     ConditionFailed,
     ConsentRecord,
+    OpenIdRequest,
     ResourceServerRecord,
     SessionRecord,
     StoreUnavailable,
@@ -48,6 +52,10 @@ MAX_REDIRECT_URI = 2000
 MAX_REQUEST_ID = 128
 PROMPTS = frozenset({"none", "login", "consent"})
 REPEATABLE = frozenset({"resource"})  # RFC 8707 §2: may name several resources
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+MAX_NONCE = 512
+MAX_LOGIN_HINT = 320
+MAX_AGE_LIMIT = 10 * 365 * 86400
 
 
 class LoginRequired(OAuthError):
@@ -56,6 +64,14 @@ class LoginRequired(OAuthError):
 
 class ConsentRequired(OAuthError):
     error = "consent_required"
+
+
+class RequestNotSupported(OAuthError):
+    error = "request_not_supported"
+
+
+class RequestUriNotSupported(OAuthError):
+    error = "request_uri_not_supported"
 
 
 class UntrustedRequest(Exception):
@@ -94,6 +110,7 @@ class AuthorizationRequest:
     prompt: frozenset[str]
     requested_at: int
     resources: tuple[ResourceServerRecord, ...] = ()  # RFC 8707; empty: the Clipron API
+    oidc: OpenIdRequest = field(default_factory=OpenIdRequest)
 
     @property
     def scope(self) -> str:
@@ -179,7 +196,8 @@ def trusted_client(
 
 
 def validate(
-    pairs: list[tuple[str, str]], clients: ClientDirectory, now: int, resources: ResourceDirectory
+    pairs: list[tuple[str, str]], clients: ClientDirectory, now: int, resources: ResourceDirectory,
+    id_tokens: IdTokens | None = None,
 ) -> AuthorizationRequest:
     """Validate an authorization request: UntrustedRequest before the client is trusted, RedirectError after."""
     values, duplicated = _group(pairs)
@@ -194,6 +212,10 @@ def validate(
         raise fail(InvalidRequest("a parameter was sent more than once"), return_state)
     if state is not None and len(state) > MAX_STATE:
         raise fail(InvalidRequest("state must be at most 2048 characters"), with_state=False)
+    if "request" in values:  # OIDC Core §6: refused by name, never silently ignored
+        raise fail(RequestNotSupported("request objects are not supported"))
+    if "request_uri" in values:
+        raise fail(RequestUriNotSupported("request_uri is not supported"))
     response_type = values.get("response_type")
     if response_type is None:
         raise fail(InvalidRequest("response_type is required"))
@@ -210,6 +232,12 @@ def validate(
     prompt = frozenset(values.get("prompt", "").split(" ")) & PROMPTS
     if "none" in prompt and len(prompt) > 1:
         raise fail(InvalidRequest("prompt=none cannot be combined with other prompts"))
+    if "select_account" in prompt:  # one account per browser: choosing one means signing in again
+        prompt = prompt | {"login"}
+    try:
+        oidc = openid_request(values, id_tokens)
+    except OAuthError as error:
+        raise fail(error) from None
     return AuthorizationRequest(
         client=client,
         redirect_uri=redirect_uri,
@@ -220,6 +248,7 @@ def validate(
         prompt=prompt,
         requested_at=now,
         resources=servers,
+        oidc=oidc,
     )
 
 
@@ -236,13 +265,56 @@ def _requested_resources(
 def _scopes_for_resources(
     requested: str | None, client: ClientRecord, servers: tuple[ResourceServerRecord, ...]
 ) -> list[str]:
-    """The client's scopes that the named resources accept (all of them when none is requested); every
-    named resource must accept at least one, or no token for it could ever be issued."""
-    accepted = set().union(*(server.scopes for server in servers))
+    """The client's scopes that the named resources accept (all of them when none is requested), plus the
+    OpenID Connect scopes, which are about the user, not a resource; every named resource must accept at
+    least one, or no token for it could ever be issued."""
+    accepted = set(scope_rules.IDENTITY_SCOPES).union(*(server.scopes for server in servers))
     scopes = scope_rules.resolve(requested, [scope for scope in client.scopes if scope in accepted])
     if any(not set(scopes) & server.scopes.keys() for server in servers):
         raise InvalidScope("a requested resource accepts none of the requested scopes")
     return scopes
+
+
+def openid_request(values: dict[str, str], id_tokens: IdTokens | None) -> OpenIdRequest:
+    """nonce, max_age, login_hint, id_token_hint and claims (OIDC Core §3.1.2.1, §5.5). display,
+    ui_locales, claims_locales and acr_values are accepted and ignored (one language, one login method)."""
+    nonce = values.get("nonce")
+    if nonce is not None and len(nonce) > MAX_NONCE:
+        raise InvalidRequest("nonce is too long")
+    max_age = values.get("max_age")
+    if max_age is not None and not (max_age.isascii() and max_age.isdigit() and int(max_age) <= MAX_AGE_LIMIT):
+        raise InvalidRequest("max_age must be a number of seconds")
+    login_hint = values.get("login_hint")
+    hint = values.get("id_token_hint")
+    if hint is not None and id_tokens is None:
+        raise InvalidRequest("the id_token_hint is not a valid ID token from this server")
+    id_token_claims, userinfo_claims = _requested_claims(values.get("claims"))
+    return OpenIdRequest(
+        nonce=nonce,
+        max_age=int(max_age) if max_age is not None else None,
+        login_hint=login_hint if login_hint is not None and len(login_hint) <= MAX_LOGIN_HINT else None,
+        hint_subject=id_tokens.verify_hint(hint).sub if hint is not None and id_tokens is not None else None,
+        id_token_claims=id_token_claims,
+        userinfo_claims=userinfo_claims,
+    )
+
+
+def _requested_claims(value: str | None) -> tuple[list[str], list[str]]:
+    """The user claims the claims parameter names for the ID token and for UserInfo (OIDC Core §5.5);
+    claims Clipron does not have are ignored, as §5.5 allows."""
+    if value is None:
+        return [], []
+    try:
+        request = json.loads(value)
+    except ValueError:
+        raise InvalidRequest("the claims parameter must be a JSON object") from None
+    if not isinstance(request, dict) or not all(isinstance(request.get(k, {}), dict) for k in ("id_token", "userinfo")):
+        raise InvalidRequest("the claims parameter must be a JSON object")
+
+    def names(member: str) -> list[str]:
+        return [name for name in USER_CLAIMS if name in request.get(member, {})]
+
+    return names("id_token"), names("userinfo")
 
 
 def _code_challenge(
@@ -292,6 +364,7 @@ class AuthorizationFlow:
         request_seconds: int,
         clock: Callable[[], int],
         resources: ResourceDirectory,
+        id_tokens: IdTokens | None = None,  # verifies id_token_hint
     ) -> None:
         self.store = store
         self.clients = clients
@@ -300,6 +373,7 @@ class AuthorizationFlow:
         self.code_seconds = code_seconds
         self.request_seconds = request_seconds
         self.clock = clock
+        self.id_tokens = id_tokens
 
     # -- entry: /authorize --
     def start(self, pairs: list[tuple[str, str]], session: SessionRecord | None) -> Step:
@@ -307,23 +381,27 @@ class AuthorizationFlow:
 
         UntrustedRequest (client or redirect URI unknown) propagates: the caller shows it."""
         try:
-            request = validate(pairs, self.clients, self.clock(), self.resources)
+            request = validate(pairs, self.clients, self.clock(), self.resources, self.id_tokens)
             with unavailable_redirects(request):
                 return self._start(request, session)
         except RedirectError as error:
             return self._error_step(error, session)
 
     def _start(self, request: AuthorizationRequest, session: SessionRecord | None) -> Step:
+        # prompt=login and max_age=0 ask for a login now, even when the session began this second
+        login_asked = "login" in request.prompt or request.oidc.max_age == 0
         if "none" in request.prompt:
-            if session is None:
+            if not self.signed_in_for(request, session):
                 raise RedirectError(LoginRequired("the user is not signed in"), request.client, request.redirect_uri,
                                     request.state)
+            assert session is not None
             if not self._consent_remembered(request, session.user_id):
                 error = ConsentRequired("the user has not approved this application")
                 raise RedirectError(error, request.client, request.redirect_uri, request.state)
             return self._redirect_with_code(request, session)
-        if session is None or "login" in request.prompt:
+        if login_asked or not self.signed_in_for(request, session):
             return Step("login", request_id=self._park(request))
+        assert session is not None
         if "consent" not in request.prompt and self._consent_remembered(request, session.user_id):
             return self._redirect_with_code(request, session)
         return Step("consent", request_id=self._park(request))
@@ -332,7 +410,7 @@ class AuthorizationFlow:
     def resume(self, request_id: str, session: SessionRecord | None) -> tuple[Step, AuthorizationRequest]:
         """Continue a parked request: login first if needed, a remembered consent issues the code."""
         request = self.parked(request_id)
-        if not self.signed_in_for(request, session):
+        if not self.signed_in_for(request, session, resumed=True):
             return Step("login", request_id=request_id), request
         assert session is not None
         try:
@@ -347,7 +425,7 @@ class AuthorizationFlow:
     def decide(self, request_id: str, session: SessionRecord, allow: bool) -> Step:
         """The user's decision on the consent page: the redirect with the code or the error. Single use."""
         request = self.parked(request_id)
-        if not self.signed_in_for(request, session):
+        if not self.signed_in_for(request, session, resumed=True):
             raise ParkedRequestGone()
         self._consume(request_id)
         try:
@@ -379,12 +457,23 @@ class AuthorizationFlow:
         except StoreUnavailable:
             return False  # cannot tell: the safe answer is our own page
 
-    @staticmethod
-    def signed_in_for(request: AuthorizationRequest, session: SessionRecord | None) -> bool:
-        """A session, fresh enough when the client asked for prompt=login (OIDC Core §3.1.2.1)."""
+    def signed_in_for(
+        self, request: AuthorizationRequest, session: SessionRecord | None, resumed: bool = False
+    ) -> bool:
+        """A session the request accepts (OIDC Core §3.1.2.1): once resumed, one that signed in during this
+        request; otherwise one when the client asked for no fresh login, its max_age allows the login's age
+        and its id_token_hint names the same user."""
         if session is None:
             return False
-        return "login" not in request.prompt or session.auth_time >= request.requested_at
+        if resumed and session.auth_time >= request.requested_at:
+            return True
+        if "login" in request.prompt:
+            return False
+        hinted = request.oidc.hint_subject
+        if hinted is not None and hinted != session.user_id:
+            return False
+        max_age = request.oidc.max_age
+        return max_age is None or self.clock() - session.auth_time <= max_age
 
     def parked(self, request_id: str | None) -> AuthorizationRequest:
         """The parked request (unexpired, not yet consumed) with its client; ParkedRequestGone otherwise."""
@@ -409,6 +498,7 @@ class AuthorizationFlow:
             prompt=frozenset(record.prompt),
             requested_at=record.created_at,
             resources=servers,  # type: ignore[arg-type]
+            oidc=record.oidc or OpenIdRequest(),
         )
 
     # -- internals --
@@ -426,6 +516,7 @@ class AuthorizationFlow:
             created_at=request.requested_at,
             expires_at=request.requested_at + self.request_seconds,
             resources=request.resource_ids,
+            oidc=request.oidc,
         )
         self.store.put_authorization_request(record)
         return request_id
@@ -478,6 +569,10 @@ class AuthorizationFlow:
             auth_time=session.auth_time,
             expires_at=now + self.code_seconds,
             resources=request.resource_ids,
+            nonce=request.oidc.nonce,
+            sid=session.sid,
+            id_token_claims=request.oidc.id_token_claims,
+            userinfo_claims=request.oidc.userinfo_claims,
         )
         self.store.put_code(record)
         audit.emit("code.issued", user_id=record.user_id, client_id=record.client_id, grant_id=record.grant_id)

@@ -7,7 +7,7 @@ cache; other instances see it within the cache TTL (F-21).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from chalicelib import audit
@@ -58,6 +58,7 @@ class AppForm:
     app_type: str
     redirect_uris: list[str]
     scopes: list[str]
+    post_logout_redirect_uris: list[str] = field(default_factory=list)  # OpenID Connect RP-Initiated Logout
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def form_metadata(form: AppForm) -> dict[str, Any]:
         "response_types": [] if form.app_type == "machine" else ["code"],
         "redirect_uris": form.redirect_uris,
         "scope": scope_rules.format_scope(form.scopes),
+        "post_logout_redirect_uris": form.post_logout_redirect_uris,
     }
 
 
@@ -166,11 +168,17 @@ class Developer:
         audit.emit("client.created", client_id=registered.client.client_id, owner_id=user_id, via="developer")
         return registered
 
-    def update(self, user_id: str, client_id: str, name: str, redirect_uris: list[str], scopes: list[str]) -> None:
-        """Change the name, redirect URIs and allowed scopes (the type, hence the auth method, stays)."""
+    def update(
+        self, user_id: str, client_id: str, name: str, redirect_uris: list[str], scopes: list[str],
+        post_logout_redirect_uris: list[str] | None = None,
+    ) -> None:
+        """Change the name, redirect URIs and allowed scopes (the type, hence the auth method, stays), and
+        the post-logout redirect URIs when given."""
 
         def edit(client: ClientRecord) -> None:
-            metadata = form_metadata(AppForm(name, client.app_type, redirect_uris, scopes))
+            logout_uris = client.post_logout_redirect_uris if post_logout_redirect_uris is None else \
+                post_logout_redirect_uris
+            metadata = form_metadata(AppForm(name, client.app_type, redirect_uris, scopes, logout_uris))
             # the form edits neither: an app registered for client_secret_post (CLI) keeps it
             metadata["token_endpoint_auth_method"] = client.auth_method
             metadata["grant_types"] = list(client.grant_types)

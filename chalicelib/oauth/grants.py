@@ -25,10 +25,12 @@ from chalicelib.oauth.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from chalicelib.oauth.id_tokens import Authentication, IdTokens
 from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api, scopes_for
-from chalicelib.oauth.scopes import format_scope, parse_scope, resolve
+from chalicelib.oauth.scopes import OPENID, format_scope, parse_scope, resolve
 from chalicelib.oauth.token_exchange import exchange
 from chalicelib.oauth.tokens import CLIENT_SUBJECT_PREFIX, AccessTokens
+from chalicelib.oauth.userinfo import user_claims
 from chalicelib.records import (
     ClientRecord,
     CodeRecord,
@@ -64,11 +66,16 @@ class TokenEndpoint:
     settings: Settings
     clock: Callable[[], int]
     resources: ResourceDirectory | None = None  # RFC 8707 audiences; None: a directory on this store
+    id_tokens: IdTokens | None = None  # None: built on the access tokens' key ring
 
     def __post_init__(self) -> None:
         if self.resources is None:
             self.resources = ResourceDirectory(
                 self.store, builtin_api(self.settings), self.settings.client_cache_seconds, self.clock  # type: ignore[arg-type]
+            )
+        if self.id_tokens is None:
+            self.id_tokens = IdTokens(
+                self.access_tokens.signer, self.settings.issuer, self.settings.id_token_seconds, self.clock
             )
 
     @property
@@ -111,8 +118,15 @@ class TokenEndpoint:
             created_at=now,
             expires_at=now + self.settings.refresh_absolute_seconds,
             resources=code.resources,
+            auth_time=code.auth_time,
+            sid=code.sid,
+            userinfo_claims=code.userinfo_claims,
         )
         body = self._user_access_token(grant, scope, server)  # signed before anything is written
+        if _wants_id_token(code.scope, form.get("scope")):
+            login = Authentication(code.user_id, code.auth_time, code.sid, code.nonce)
+            extra = self._requested_claims(code.user_id, code.id_token_claims)
+            body["id_token"] = self._id_token(login, client.client_id, body["access_token"], extra)
         refresh = None
         if "refresh_token" in client.grant_types:
             body["refresh_token"] = token = new_token()
@@ -176,8 +190,12 @@ class TokenEndpoint:
         now = self.clock()
         absolute = record.grant_expires_at or self._grant_expiry(record)
         grant = GrantRecord(record.grant_id, record.client_id, record.user_id, record.scope, now, absolute,
-                            resources=record.resources)
+                            resources=record.resources, auth_time=record.auth_time, sid=record.sid)
         body = self._user_access_token(grant, scope, server)
+        if _wants_id_token(record.scope, requested) and record.auth_time is not None:
+            # OIDC Core §12.2: same iss, sub, aud, azp and auth_time as at the login; a new iat; no nonce
+            login = Authentication(record.user_id, record.auth_time, record.sid)
+            body["id_token"] = self._id_token(login, record.client_id, body["access_token"])
         body["refresh_token"] = token = new_token()
         successor = self._refresh_record(token, grant, absolute)
         sealed = _seal_grace(presented, body, _repeat_key(requested, resource), now + body["expires_in"])
@@ -267,6 +285,19 @@ class TokenEndpoint:
         )
         return {"access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "scope": scope}
 
+    def _id_token(
+        self, login: Authentication, client_id: str, access_token: str, extra: dict[str, Any] | None = None
+    ) -> str:
+        assert self.id_tokens is not None
+        return self.id_tokens.issue(login, client_id, access_token, extra)
+
+    def _requested_claims(self, user_id: str, names: list[str]) -> dict[str, Any]:
+        """Claims the claims parameter asked for in the ID token: one user read, only when asked."""
+        if not names:
+            return {}
+        user = self.store.get_user(user_id)
+        return user_claims(user, names) if user is not None else {}
+
     def _refresh_record(self, token: str, grant: GrantRecord, absolute: int) -> RefreshTokenRecord:
         now = self.clock()
         return RefreshTokenRecord(
@@ -279,6 +310,8 @@ class TokenEndpoint:
             expires_at=min(now + self.settings.refresh_idle_seconds, absolute),
             grant_expires_at=absolute,
             resources=grant.resources,
+            auth_time=grant.auth_time,
+            sid=grant.sid,
         )
 
 
@@ -306,6 +339,13 @@ def _check_code_bindings(
         raise InvalidGrant("code_verifier is required")
     if not pkce.verifier_matches(verifier, code.code_challenge):
         raise InvalidGrant("code_verifier does not match the code_challenge")
+
+
+def _wants_id_token(granted: str, requested: str | None) -> bool:
+    """An ID token goes with every token response of a grant holding openid (OIDC Core §3.1.3.3, §12.2),
+    whichever resource the access token is for, unless the request narrowed the scope without openid."""
+    narrowed = parse_scope(requested)
+    return OPENID in granted.split() and (narrowed is None or OPENID in narrowed)
 
 
 def _narrowed(requested: str | None, granted: str) -> str:

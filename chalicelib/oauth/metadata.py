@@ -1,4 +1,5 @@
-"""RFC 8414 authorization server metadata: every endpoint that exists, built from the issuer."""
+"""Server metadata, built in one place: RFC 8414 and OpenID Connect Discovery 1.0 serve the same document,
+so the two can never disagree. Every endpoint that exists, as an absolute URL under the issuer."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from chalicelib.oauth import scopes
 from chalicelib.oauth.grants import GRANT_TYPES
+from chalicelib.oauth.userinfo import USER_CLAIMS
 from chalicelib.settings import Settings
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -18,7 +20,12 @@ ENDPOINTS = {
     "revocation_endpoint": "/revoke",
     "introspection_endpoint": "/introspect",
     "registration_endpoint": "/register",
+    "userinfo_endpoint": "/userinfo",
+    "end_session_endpoint": "/logout",
 }
+PROMPT_VALUES = ["none", "login", "consent", "select_account"]
+# what an ID token or UserInfo response can carry (Discovery §3)
+ID_TOKEN_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "amr"]
 
 
 def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
@@ -35,6 +42,17 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
             "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
+            # OpenID Connect Discovery 1.0 §3
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "claims_supported": [*ID_TOKEN_CLAIMS, *USER_CLAIMS],
+            "claim_types_supported": ["normal"],
+            "claims_parameter_supported": True,
+            "prompt_values_supported": PROMPT_VALUES,
+            "display_values_supported": ["page", "popup"],
+            "request_parameter_supported": False,
+            "request_uri_parameter_supported": False,
+            "require_request_uri_registration": False,
         }
     )
     if settings.client_id_metadata_documents:

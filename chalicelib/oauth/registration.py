@@ -99,9 +99,11 @@ def _check_application_type(metadata: dict[str, Any], redirect_uris: list[str]) 
             raise InvalidRedirectUri("a web application redirects to https")
 
 
-def default_scopes() -> list[str]:
-    """What a registration that names no scope may ask for: every read scope, never a write scope."""
-    return sorted(s for s in scope_rules.CATALOGUE if not s.startswith("write:"))
+def default_scopes(uses_code: bool = True) -> list[str]:
+    """What a registration that names no scope may ask for: every read scope and, for an app that signs
+    users in (authorization_code), the OpenID Connect scopes; never a write scope."""
+    catalogue = scope_rules.CATALOGUE if uses_code else scope_rules.API_SCOPES
+    return sorted(s for s in catalogue if not s.startswith("write:"))
 
 
 def _is_loopback_ip(host: str) -> bool:
@@ -157,10 +159,18 @@ def validate_metadata(metadata: dict[str, Any], verified: bool = False, *,
         requested = scope_rules.parse_scope(metadata.get("scope")) if "scope" in metadata else None
     except OAuthError:
         raise InvalidClientMetadata("scope is malformed") from None
-    client_scopes = requested if requested is not None else default_scopes()  # least privilege
+    client_scopes = requested if requested is not None else default_scopes(uses_code)  # least privilege
     unknown_scopes = [s for s in client_scopes if s not in scope_rules.CATALOGUE and s not in extra_scopes]
     if unknown_scopes:
         raise InvalidClientMetadata("scope holds an unknown scope")
+    if not uses_code and any(s in scope_rules.IDENTITY_SCOPES for s in client_scopes):
+        raise InvalidClientMetadata("the OpenID Connect scopes need the authorization_code grant")
+    post_logout_uris = _string_list(metadata, "post_logout_redirect_uris", [])
+    if len(post_logout_uris) > MAX_REDIRECT_URIS:
+        raise InvalidRedirectUri(f"at most {MAX_REDIRECT_URIS} post-logout redirect URIs")
+    if post_logout_uris and not uses_code:
+        raise InvalidClientMetadata("post_logout_redirect_uris need the authorization_code grant")
+    post_logout_uris = [validate_redirect_uri(uri, method == "none") for uri in dict.fromkeys(post_logout_uris)]
     app_type = "machine" if not uses_code else ("native" if method == "none" else "web")
     return {
         "client_name": name,
@@ -170,6 +180,7 @@ def validate_metadata(metadata: dict[str, Any], verified: bool = False, *,
         "redirect_uris": redirect_uris,
         "scope": scope_rules.format_scope(client_scopes),
         "app_type": app_type,
+        "post_logout_redirect_uris": post_logout_uris,
     }
 
 
@@ -195,6 +206,7 @@ def build_client(
         secrets=[ClientSecret(digest(secret))] if secret else [],
         created_at=now,
         verified=verified,
+        post_logout_redirect_uris=accepted["post_logout_redirect_uris"],
     )
     return RegisteredClient(client, secret)
 
@@ -210,6 +222,7 @@ def client_metadata(client: ClientRecord) -> dict[str, Any]:
         "token_endpoint_auth_method": client.auth_method,
         "scope": scope_rules.format_scope(client.scopes),
         "client_id_issued_at": client.created_at,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
     }
 
 
@@ -241,3 +254,4 @@ def apply_metadata(client: ClientRecord, metadata: dict[str, Any], extra_scopes:
     client.grant_types = accepted["grant_types"]
     client.auth_method = method
     client.app_type = accepted["app_type"]
+    client.post_logout_redirect_uris = accepted["post_logout_redirect_uris"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.oauth.errors import InsufficientScope, InvalidToken, OAuthError
-from chalicelib.oauth.scopes import CATALOGUE
+from chalicelib.oauth.scopes import API_SCOPES
 from chalicelib.oauth.tokens import AccessTokenClaims, AccessTokens
 from chalicelib.settings import Settings
 
@@ -45,14 +45,14 @@ def protected_resource_metadata(settings: Settings) -> dict[str, Any]:
     return {
         "resource": settings.api_audience,
         "authorization_servers": [settings.issuer],
-        "scopes_supported": sorted(CATALOGUE),
+        "scopes_supported": sorted(API_SCOPES),
         "bearer_methods_supported": ["header"],
         "resource_name": "Clipron API",
     }
 
 
-def challenge(error: OAuthError, metadata_url: str) -> str:
-    """The WWW-Authenticate value for a refused request (RFC 6750 §3, RFC 9728 §5.1)."""
+def challenge(error: OAuthError, metadata_url: str | None) -> str:
+    """The WWW-Authenticate value for a refused request (RFC 6750 §3, RFC 9728 §5.1 when `metadata_url`)."""
     parts = [f'realm="{REALM}"']
     if not isinstance(error, MissingToken):
         parts.append(f'error="{error.error}"')
@@ -61,7 +61,8 @@ def challenge(error: OAuthError, metadata_url: str) -> str:
         scope = getattr(error, "scope", None)
         if scope:
             parts.append(f'scope="{scope}"')
-    parts.append(f'resource_metadata="{metadata_url}"')
+    if metadata_url is not None:
+        parts.append(f'resource_metadata="{metadata_url}"')
     return "Bearer " + ", ".join(parts)
 
 

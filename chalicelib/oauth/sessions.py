@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
-from chalicelib.crypto.secrets import derived_token, digest, digests_equal, new_token
+from chalicelib.crypto.secrets import derived_token, digest, digests_equal, new_id, new_token
 from chalicelib.records import SessionRecord
 
 
@@ -32,7 +32,7 @@ class Sessions:
         """A new session (always a new id: no fixation from a pre-login id)."""
         session_id = new_token()
         now = self.clock()
-        record = SessionRecord(digest(session_id), user_id, now, now + self.lifetime)
+        record = SessionRecord(digest(session_id), user_id, now, now + self.lifetime, sid=new_id())
         self.store.put_session(record)
         return session_id, record
 

@@ -108,44 +108,14 @@ class AccessTokens:
         introspection, revocation, token exchange); a resource server always names itself.
         `allow_expired` skips only the expiry check: revocation of an expired token still ends its grant.
         """
-        import jwt  # lazily: PyJWT pulls in cryptography, which JWKS and pages never need
-
-        if not token or len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.match(token):
-            raise InvalidToken("the access token is malformed")
-        _reject_duplicate_members(token)
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidToken("the access token is malformed") from None
-        if header.get("alg") != "RS256" or str(header.get("typ", "")).lower() not in _ACCEPTED_TYP:
-            raise InvalidToken("the access token has the wrong type or algorithm")
-        if any(name in header for name in _UNSUPPORTED_HEADERS):
-            raise InvalidToken("the access token carries unsupported header parameters")
-        kid = header.get("kid")
-        key = self.signer.public_key(kid) if isinstance(kid, str) and len(kid) <= 64 else None
-        if key is None:
-            raise InvalidToken("the access token was not signed by a key of this server")
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=["RS256"],
-                audience=audience,
-                issuer=self.issuer,
-                options={
-                    "require": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"],
-                    "strict_aud": True,
-                    "verify_aud": audience is not None,
-                    # time claims are checked below against the one clock every layer reads
-                    "verify_exp": False,
-                    "verify_iat": False,
-                    "verify_nbf": False,
-                },
-            )
-        except jwt.PyJWTError as error:
-            raise InvalidToken(_describe(error)) from None
-        except (ValueError, TypeError, json.JSONDecodeError):
-            raise InvalidToken("the access token is malformed") from None
+        claims = verify_jws(
+            token,
+            self.signer,
+            self.issuer,
+            accepted_typ=_ACCEPTED_TYP,
+            required=("iss", "sub", "aud", "exp", "iat", "jti", "client_id"),
+            audience=audience,
+        )
         self._check_times(claims, allow_expired)
         if not isinstance(claims["aud"], str) or not isinstance(claims.get("act", {}), dict):
             raise InvalidToken("the access token is malformed")
@@ -176,6 +146,58 @@ class AccessTokens:
             raise InvalidToken("the access token has expired")
         if iat > now + LEEWAY_SECONDS or nbf > now + LEEWAY_SECONDS:
             raise InvalidToken("the access token is not yet valid")
+
+
+def verify_jws(
+    token: str,
+    signer: Signer,
+    issuer: str,
+    *,
+    accepted_typ: set[str],
+    required: tuple[str, ...],
+    audience: str | None = None,
+) -> dict[str, Any]:
+    """The claims of a compact JWS this server signed (RS256, a published kid, our issuer, `typ` among
+    `accepted_typ`, and `audience` when given); InvalidToken otherwise. Times are the caller's to check.
+    No network, file or database access happens here."""
+    import jwt  # lazily: PyJWT pulls in cryptography, which JWKS and pages never need
+
+    if not token or len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.match(token):
+        raise InvalidToken("the access token is malformed")
+    _reject_duplicate_members(token)
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidToken("the access token is malformed") from None
+    if header.get("alg") != "RS256" or str(header.get("typ", "")).lower() not in accepted_typ:
+        raise InvalidToken("the access token has the wrong type or algorithm")
+    if any(name in header for name in _UNSUPPORTED_HEADERS):
+        raise InvalidToken("the access token carries unsupported header parameters")
+    kid = header.get("kid")
+    key = signer.public_key(kid) if isinstance(kid, str) and len(kid) <= 64 else None
+    if key is None:
+        raise InvalidToken("the access token was not signed by a key of this server")
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            audience=audience,
+            issuer=issuer,
+            options={
+                "require": list(required),
+                "verify_aud": audience is not None,
+                "strict_aud": audience is not None,
+                # time claims are checked by the caller against the one clock every layer reads
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        )
+    except jwt.PyJWTError as error:
+        raise InvalidToken(_describe(error)) from None
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise InvalidToken("the access token is malformed") from None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

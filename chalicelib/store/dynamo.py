@@ -38,6 +38,7 @@ from chalicelib.records import (
     ConsentRecord,
     CounterSlot,
     GrantRecord,
+    OpenIdRequest,
     OwnedApp,
     RefreshTokenRecord,
     RegistrationTokenRecord,
@@ -394,7 +395,10 @@ class DynamoStore:
 
     def get_authorization_request(self, request_digest: str) -> AuthorizationRequestRecord | None:
         item = self._get(f"authreq#{request_digest}", "authreq")
-        return _record(AuthorizationRequestRecord, item, self.clock())
+        record = _record(AuthorizationRequestRecord, item, self.clock())
+        if record is not None and isinstance(record.oidc, dict):
+            record.oidc = OpenIdRequest(**record.oidc)
+        return record
 
     def consume_authorization_request(self, request_digest: str) -> None:
         """Single use: the delete succeeds for exactly one caller, and only while unexpired."""

@@ -17,6 +17,7 @@ from chalicelib.crypto.secrets import new_token
 from chalicelib.oauth import accounts
 from chalicelib.oauth.authorize import (
     AuthorizationFlow,
+    AuthorizationRequest,
     ParkedRequestGone,
     Step,
     UntrustedRequest,
@@ -24,6 +25,8 @@ from chalicelib.oauth.authorize import (
 )
 from chalicelib.oauth.cimd import document_host
 from chalicelib.oauth.client_display import display_name, redirect_target
+from chalicelib.oauth.logout import PARAMETERS as LOGOUT_PARAMETERS
+from chalicelib.oauth.logout import Logout, LogoutRefused, LogoutRequest
 from chalicelib.oauth.sessions import csrf_token
 from chalicelib.oauth.throttle import Throttled
 from chalicelib.records import SessionRecord
@@ -33,6 +36,7 @@ from chalicelib.web.common import (
     PAGE_HEADERS,
     error_page,
     form_pairs,
+    form_parameters,
     page,
     page_guarded,
     query_pairs,
@@ -69,7 +73,7 @@ def _flow() -> AuthorizationFlow:
     settings = svc.settings
     return AuthorizationFlow(
         svc.store, svc.clients, settings.issuer, settings.code_seconds, settings.authorization_request_seconds,
-        clock.now, svc.resources,
+        clock.now, svc.resources, svc.id_tokens,
     )
 
 
@@ -118,11 +122,11 @@ def _allowing_redirect_to(redirect_uri: str | None) -> dict[str, str]:
     return {"Content-Security-Policy": policy}
 
 
-def _parked_redirect_uri(request_id: str | None) -> str | None:
+def _parked(request_id: str | None) -> AuthorizationRequest | None:
     if request_id is None:
         return None
     try:
-        return _flow().parked(request_id).redirect_uri
+        return _flow().parked(request_id)
     except ParkedRequestGone:
         return None
 
@@ -176,15 +180,17 @@ def authorize() -> Response:
     return _follow(step)
 
 
-# --- /login, /logout ----------------------------------------------------------------------------
+# --- /login ----------------------------------------------------------------------------
 
 
 def _login_page(pre_session: str, request_id: str | None, status: int = 200, error: str | None = None,
-                headers: dict[str, str | list[str]] | None = None) -> Response:
+                headers: dict[str, str | list[str]] | None = None, email: str | None = None) -> Response:
+    parked = _parked(request_id)
     return page(
         "login.html",
         status=status,
-        headers={**_allowing_redirect_to(_parked_redirect_uri(request_id)), **(headers or {})},
+        headers={**_allowing_redirect_to(parked.redirect_uri if parked else None), **(headers or {})},
+        email=email or (parked.oidc.login_hint if parked else None),  # OIDC Core §3.1.2.1 login_hint
         title=LOGIN_TITLE,
         action=services().settings.url("/login"),
         csrf_token=csrf_token(pre_session, "login"),
@@ -242,19 +248,75 @@ def login_submit() -> Response:
     return signed_in_page(session_id, cookies)  # the landing page, signed in: somewhere to go next
 
 
+# --- /logout: the account's Sign out form and OpenID Connect RP-Initiated Logout 1.0 ----------------
+
+
+def _logout() -> Logout:
+    svc = services()
+    return Logout(svc.clients, svc.id_tokens)
+
+
+@bp.route("/logout", methods=["GET"])
+@page_guarded
+def logout_request() -> Response:
+    """end_session_endpoint: sign out at once when id_token_hint names the signed-in user, else ask."""
+    return _rp_logout(query_parameters(bp.current_request))
+
+
 @bp.route("/logout", methods=["POST"], content_types=ANY_BODY)
 @page_guarded
 def logout() -> Response:
+    """The Sign out form and the confirmation (CSRF-checked), or an RP's logout request sent by POST."""
+    form = form_parameters(bp.current_request)
+    if "csrf_token" not in form:
+        # an RP's auto-submitted form is cross-site: the SameSite=Lax session cookie only comes with a
+        # top-level GET, so the request continues as one
+        values = [(name, form[name]) for name in LOGOUT_PARAMETERS if name in form]
+        return _redirect(services().settings.url("/logout") + "?" + urlencode(values), 303)
     svc = services()
-    request = bp.current_request
-    session_id = read_cookie(request, SESSION, svc.settings)
+    session_id = read_cookie(bp.current_request, SESSION, svc.settings)
     if session_id is not None:
-        if checked_form(request, svc.settings, session_id, "logout") is None:
+        if checked_form(bp.current_request, svc.settings, session_id, "logout") is None:
             return _forbidden()
-        svc.sessions.end(session_id)
+    try:
+        request = _logout().validate(form)
+    except LogoutRefused as refused:
+        return error_page("This sign-out request cannot be completed", refused.message)
+    return _signed_out(session_id, request)
+
+
+def _rp_logout(values: dict[str, str]) -> Response:
+    try:
+        request = _logout().validate(values)
+    except LogoutRefused as refused:
+        return error_page("This sign-out request cannot be completed", refused.message)
+    session_id, session = _session()
+    if not request.needs_confirmation(session):
+        return _signed_out(session_id, request)
+    assert session_id is not None
+    return page(
+        "logout_confirm.html",
+        headers=_allowing_redirect_to(request.post_logout_redirect_uri),
+        title="Sign out of Clipron?",
+        client_name=request.client_name,
+        action=services().settings.url("/logout"),
+        csrf_token=csrf_token(session_id, "logout"),
+        fields={"client_id": request.client_id, "post_logout_redirect_uri": request.post_logout_redirect_uri,
+                "state": request.state},
+    )
+
+
+def _signed_out(session_id: str | None, request: LogoutRequest) -> Response:
+    """End the session, then back to the client's registered URI with state, or the signed-out page."""
+    svc = services()
+    svc.sessions.end(session_id)
+    cookies = [clear_cookie(SESSION, svc.settings)]
+    location = request.location()
+    if location is not None:
+        return _redirect(location, _redirect_status(), cookies)
     return page(
         "notice.html",
-        headers={"Set-Cookie": [clear_cookie(SESSION, svc.settings)]},
+        headers={"Set-Cookie": cookies},
         title="You are signed out",
         message="You are signed out of your Clipron account.",
     )

@@ -116,7 +116,8 @@ def list_apps(user: tuple[str, str]) -> Response:
 @bp.route("/developer/apps/new", methods=["GET"])
 @html_page
 def new_app(user: tuple[str, str]) -> Response:
-    values = {"name": "", "app_type": "web", "redirect_uris": "", "scopes": ["read:analysis"]}
+    values = {"name": "", "app_type": "web", "redirect_uris": "", "post_logout_redirect_uris": "",
+              "scopes": ["read:analysis"]}
     return render("developer_new.html", user[0], values=values, error=None)
 
 
@@ -129,10 +130,11 @@ def create_app(user: tuple[str, str]) -> Response:
         "name": form.get("name", ""),
         "app_type": form.get("app_type", ""),
         "redirect_uris": form.get("redirect_uris", ""),
+        "post_logout_redirect_uris": form.get("post_logout_redirect_uris", ""),
         "scopes": scope_choices(form),
     }
     app_form = AppForm(values["name"], values["app_type"], redirect_uri_lines(values["redirect_uris"]),
-                       values["scopes"])
+                       values["scopes"], redirect_uri_lines(values["post_logout_redirect_uris"]))
     try:
         registered = developer().create(user_id, app_form)
     except OAuthError as error:
@@ -153,6 +155,7 @@ def show_app(client_id: str, user: tuple[str, str]) -> Response:
 def _detail(session_id: str, client: ClientRecord, status: int = 200, error: str | None = None,
             saved: bool = False, values: dict[str, Any] | None = None) -> Response:
     values = values or {"name": client.name, "redirect_uris": "\n".join(client.redirect_uris),
+                        "post_logout_redirect_uris": "\n".join(client.post_logout_redirect_uris),
                         "scopes": client.scopes}
     return render("developer_app.html", session_id, status=status, client=client, values=values, error=error,
                   saved=saved)
@@ -164,10 +167,11 @@ def update_app(client_id: str, user: tuple[str, str]) -> Response:
     session_id, user_id = user
     form = checked_form(bp.current_request, session_id, f"developer:update:{client_id}")
     values = {"name": form.get("name", ""), "redirect_uris": form.get("redirect_uris", ""),
-              "scopes": scope_choices(form)}
+              "post_logout_redirect_uris": form.get("post_logout_redirect_uris", ""), "scopes": scope_choices(form)}
     apps = developer()
     try:
-        apps.update(user_id, client_id, values["name"], redirect_uri_lines(values["redirect_uris"]), values["scopes"])
+        apps.update(user_id, client_id, values["name"], redirect_uri_lines(values["redirect_uris"]), values["scopes"],
+                    redirect_uri_lines(values["post_logout_redirect_uris"]))
     except OAuthError as error:
         return _detail(session_id, apps.app(user_id, client_id), 400, error.description, values=values)
     return redirect(f"/developer/apps/{client_id}?saved=1")

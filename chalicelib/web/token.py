@@ -17,7 +17,7 @@ EVERY_CONTENT_TYPE = ["*/*"]
 
 def endpoint() -> TokenEndpoint:
     s = services()
-    return TokenEndpoint(s.store, s.clients, s.access_tokens, s.settings, clock.now, s.resources)
+    return TokenEndpoint(s.store, s.clients, s.access_tokens, s.settings, clock.now, s.resources, s.id_tokens)
 
 
 @bp.route("/token", methods=["POST"], content_types=EVERY_CONTENT_TYPE)

@@ -1,4 +1,4 @@
-"""Public discovery documents: RFC 8414 metadata and the JWKS (no KMS call, no authentication)."""
+"""Public discovery documents: RFC 8414 / OpenID Connect Discovery metadata and the JWKS (no KMS, no auth)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ PUBLIC = {"Cache-Control": "public, max-age=300"}  # CORS: web/cors.py
 
 
 @bp.route("/.well-known/oauth-authorization-server", methods=["GET"])
+@bp.route("/.well-known/openid-configuration", methods=["GET"])
 @guarded
 def authorization_server() -> Response:
+    """RFC 8414 and OpenID Connect Discovery 1.0 §4: one document, so they never disagree."""
     return json_response(authorization_server_metadata(services().settings), headers=PUBLIC)
 
 
