@@ -83,8 +83,9 @@ def seed(services: wiring.Services, knobs: dict[str, str]) -> None:
     store, now = services.store, clock.now()
     user = accounts.create_user(store, knobs["DEMO_EMAIL"], knobs["DEMO_PASSWORD"], now, name="Demo User",
                                 email_verified=True)
+    origin = knobs["DEMO_REDIRECT_URI"].rsplit("/", 1)[0]
     metadata = {"client_name": "Demo App", "redirect_uris": [knobs["DEMO_REDIRECT_URI"]],
-                "scope": " ".join(sorted(scopes.CATALOGUE))}
+                "scope": " ".join(sorted(scopes.CATALOGUE)), "post_logout_redirect_uris": [origin + "/signed-out"]}
     client = registration.build_client(metadata, user.user_id, now, verified=True).client
     client.client_id = knobs["DEMO_CLIENT_ID"]
     client.secrets = [ClientSecret(digest(knobs["DEMO_CLIENT_SECRET"]))]

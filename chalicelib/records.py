@@ -141,6 +141,10 @@ class AuthorizationRequestRecord:
     resources: list[str] = field(default_factory=list)  # RFC 8707; empty: the Clipron API
     oidc: OpenIdRequest | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.oidc, dict):  # as a store reads it back (JSON)
+            self.oidc = OpenIdRequest(**self.oidc)
+
 
 @dataclass
 class CodeRecord:

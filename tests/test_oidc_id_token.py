@@ -106,7 +106,7 @@ def _registration_token(http) -> str:
 # --- the ID token ---------------------------------------------------------------------------------
 
 
-def test_code_exchange_with_openid_returns_a_valid_id_token(http, browser, user):
+def test_code_exchange_with_openid_returns_a_valid_id_token(http, browser, user, aws):
     body = tokens(http, code_for(browser, oidc_az()))
     claims = id_token_claims(http, body["id_token"])
     header = jwt.get_unverified_header(body["id_token"])
@@ -117,7 +117,8 @@ def test_code_exchange_with_openid_returns_a_valid_id_token(http, browser, user)
     assert claims["nonce"] == "N-0S6_WzA2Mj"
     assert claims["amr"] == ["pwd"] and claims["sid"]
     assert claims["exp"] - claims["iat"] == 300
-    assert abs(claims["auth_time"] - clock.now()) <= 2
+    session = aws.sessions.resolve(browser.cookies["clipron_session"])
+    assert claims["auth_time"] == session.auth_time <= claims["iat"] and claims["sid"] == session.sid
     digest = hashlib.sha256(body["access_token"].encode()).digest()[:16]
     assert claims["at_hash"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     assert "name" not in claims and "email" not in claims  # profile claims go to UserInfo in the code flow
@@ -211,9 +212,15 @@ def test_refresh_narrowed_without_openid_has_no_id_token(http, browser):
     assert "access_token" in body and "id_token" not in body
 
 
-def test_code_exchange_with_openid_costs_two_dynamodb_calls_and_no_kms(http, browser, aws):
+def test_code_exchange_with_openid_costs_no_extra_aws_call(http, browser, aws):
+    """The ID token is signed with the cached key: the exchange makes the same calls as without openid
+    (the code read and the one transaction, plus the client-authentication throttle reads), no KMS."""
     tokens(http, code_for(browser, oidc_az()))  # warm: client cache, key ring, private key decrypted once
-    code = code_for(browser, oidc_az())
-    with aws_calls(aws) as calls:
-        assert "id_token" in tokens(http, code)
-    assert calls == ["dynamodb:GetItem", "dynamodb:TransactWriteItems"]
+    plain, openid = code_for(browser, oidc_az(scope="read:analysis")), code_for(browser, oidc_az())
+    with aws_calls(aws) as without_openid:
+        assert "id_token" not in tokens(http, plain)
+    with aws_calls(aws) as with_openid:
+        assert "id_token" in tokens(http, openid)
+    assert with_openid == without_openid
+    assert with_openid.count("dynamodb:GetItem") >= 1 and with_openid.count("dynamodb:TransactWriteItems") == 1
+    assert not any(call.startswith("kms:") for call in with_openid)

@@ -18,6 +18,7 @@ from chalicelib.records import (
     ConditionFailed,
     CounterSlot,
     GrantRecord,
+    OpenIdRequest,
     RefreshTokenRecord,
     RegistrationTokenRecord,
     SessionRecord,
@@ -246,6 +247,29 @@ def test_a_parked_request_is_consumed_once(store):
     with pytest.raises(ConditionFailed):
         store.consume_authorization_request("r1")
     assert store.get_authorization_request("r1") is None
+
+
+def test_openid_fields_survive_the_round_trip(store):
+    """The parked request's OpenID part, the code's nonce and sid, the grant's and refresh token's auth_time."""
+    now = clock.now()
+    oidc = OpenIdRequest(nonce="n", max_age=10, login_hint="ada@example.com", hint_subject="usr_1",
+                         id_token_claims=["email"], userinfo_claims=["name"])
+    store.put_authorization_request(
+        AuthorizationRequestRecord("r2", "app_1", "https://app.example/cb", True, "openid", None, None, [],
+                                   now, now + 60, oidc=oidc))
+    assert store.get_authorization_request("r2").oidc == oidc
+    code = _code("code2")
+    code.nonce, code.sid, code.userinfo_claims = "n", "sid1", ["name"]
+    store.put_code(code)
+    assert store.get_code("code2") == code
+    grant = _grant("gr_9")
+    grant.auth_time, grant.sid, grant.userinfo_claims = now - 5, "sid1", ["name"]
+    store.put_grant(grant)
+    assert store.get_grant("app_1", "gr_9") == grant
+    refresh = _refresh("rt9", "gr_9")
+    refresh.auth_time, refresh.sid = now - 5, "sid1"
+    store.put_refresh_token(refresh)
+    assert store.get_refresh_token("rt9") == refresh
 
 
 def test_consents_keep_their_grant_list_and_list_in_key_order(store):

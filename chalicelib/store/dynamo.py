@@ -38,7 +38,6 @@ from chalicelib.records import (
     ConsentRecord,
     CounterSlot,
     GrantRecord,
-    OpenIdRequest,
     OwnedApp,
     RefreshTokenRecord,
     RegistrationTokenRecord,
@@ -395,10 +394,7 @@ class DynamoStore:
 
     def get_authorization_request(self, request_digest: str) -> AuthorizationRequestRecord | None:
         item = self._get(f"authreq#{request_digest}", "authreq")
-        record = _record(AuthorizationRequestRecord, item, self.clock())
-        if record is not None and isinstance(record.oidc, dict):
-            record.oidc = OpenIdRequest(**record.oidc)
-        return record
+        return _record(AuthorizationRequestRecord, item, self.clock())
 
     def consume_authorization_request(self, request_digest: str) -> None:
         """Single use: the delete succeeds for exactly one caller, and only while unexpired."""
