@@ -1,8 +1,8 @@
-"""The Chalice app: registers the blueprints, the access log and the back channel's CORS; nothing else."""
+"""The Chalice app: registers the blueprints, the access log, the back channel's CORS, the SnapStart hooks."""
 
 from chalice import Chalice
 
-from chalicelib import jobs
+from chalicelib import jobs, snapstart
 from chalicelib.settings import validate_at_start
 from chalicelib.web import api as resource_api
 from chalicelib.web import assets, cors, home, wellknown
@@ -15,6 +15,7 @@ from chalicelib.web import token as token_endpoint
 from chalicelib.web import userinfo as userinfo_endpoint
 
 validate_at_start()
+snapstart.register()  # no-op outside the Lambda runtime
 
 app = Chalice(app_name="clipron-oauth")
 app.register_middleware(access_logging.access_log, "http")

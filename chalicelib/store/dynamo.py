@@ -134,6 +134,14 @@ def bind_models(settings: Settings) -> None:
         _SharedConnectionModel._shared_connection = None
 
 
+def drop_connections() -> None:
+    """Forget the models' connections, the shared botocore session, client and pool (SnapStart restore)."""
+    with _SharedConnectionModel._shared_lock:
+        for model in (Item, ApiItem):
+            model._connection = None
+        _SharedConnectionModel._shared_connection = None
+
+
 def shared_connection() -> Connection:
     """The one low-level connection (for transactions and for building other clients from its session)."""
     Item._get_connection()
