@@ -155,12 +155,13 @@ def test_malformed_exchanges(rw, http, params, error):
     assert_error(response, 400, error)
 
 
-def test_an_exchange_costs_one_dynamodb_read_and_no_kms(rw, http, aws):
+def test_an_exchange_costs_the_grant_read_and_the_throttle_reads_and_no_kms(rw, http, aws):
     subject = agent_token(rw, http)["access_token"]
     assert tokens_of(trade(http, rw.mcp_client, subject, resource=API))  # warm: client and resource cached
     with aws_calls(aws) as calls:
         assert tokens_of(trade(http, rw.mcp_client, subject, resource=API))
-    assert calls == ["dynamodb:GetItem"]  # the grant, by key
+    # the two client-authentication throttle counters (client+source, source; issue 11), then the grant
+    assert calls == ["dynamodb:GetItem"] * 3
 
 
 def test_revoking_the_app_in_connected_apps_stops_exchanges(rw, http, aws):

@@ -48,7 +48,7 @@ class Throttled(Exception):
     """A limit is reached: refuse (429) and say when to come back."""
 
     def __init__(self, scope: str, retry_after: int) -> None:
-        super().__init__(f"{scope} limit reached")
+        super().__init__("limit reached")  # fixed text; the scope is an attribute
         self.scope = scope
         self.retry_after = max(1, retry_after)
 
