@@ -13,6 +13,7 @@ Then `chalice package --stage prod --merge-template infra/prod.json out/` writes
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,39 @@ def _security_alarms(stage: str) -> dict[str, Any]:
     return resources
 
 
+# Lambda SnapStart (Python 3.12+) on the API function, per stage. SnapStart applies to published
+# versions only: the function publishes a version behind the alias `live` on every deploy, and
+# API Gateway invokes the alias. The hooks in chalicelib/snapstart.py decide what a snapshot keeps.
+SNAPSTART = {"dev": True, "prod": True}
+ALIAS = "live"
+
+
+def _app_routes() -> dict[str, list[str]]:
+    """The app's paths and methods, as `chalice package` writes them into the API's OpenAPI body."""
+    previous = os.environ.get("AWS_CHALICE_CLI_MODE")
+    os.environ["AWS_CHALICE_CLI_MODE"] = "true"  # import app.py the way the Chalice CLI does: no settings check
+    try:
+        from app import app
+    finally:
+        if previous is None:
+            del os.environ["AWS_CHALICE_CLI_MODE"]
+    return {path: sorted(entries) for path, entries in app.routes.items()}
+
+
+def _snapstart(resources: dict[str, Any]) -> None:
+    """SnapStart on published versions; API Gateway and its invoke permission point at the alias."""
+    function = CHALICE_NAMES["api_handler"][0]
+    resources[function]["Properties"].update(
+        {"AutoPublishAlias": ALIAS, "SnapStart": {"ApplyOn": "PublishedVersions"}}
+    )
+    uri = {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                      f"${{{function}Alias{ALIAS}}}/invocations"}
+    paths = {path: {method.lower(): {"x-amazon-apigateway-integration": {"uri": uri}} for method in methods}
+             for path, methods in _app_routes().items()}
+    resources["RestAPI"] = {"Properties": {"DefinitionBody": {"paths": paths}}}
+    resources[f"{function}InvokePermission"] = {"Properties": {"FunctionName": {"Ref": f"{function}Alias{ALIAS}"}}}
+
+
 def merge_template(stage: str) -> dict[str, Any]:
     environment = _stage_config(stage)
     tables = table_definitions(environment["OAUTH_TABLE"], environment["API_TABLE"])
@@ -174,6 +208,8 @@ def merge_template(stage: str) -> dict[str, Any]:
         }
         resources[log_group_name] = {"Properties": {"LogGroupName": _log_group(stage, function)}}
     resources.update(_security_alarms(stage))
+    if SNAPSTART[stage]:
+        _snapstart(resources)
     outputs = {
         "OAuthTableName": {"Value": {"Ref": logical["OAUTH_TABLE"]}},
         "ApiTableName": {"Value": {"Ref": logical["API_TABLE"]}},
