@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import boto3
 import requests
@@ -71,7 +71,17 @@ class Browser:
                    scopes: tuple[str, ...] = ("read:analysis",)):
         fields = {"name": name, "app_type": app_type, "redirect_uris": redirect_uris}
         fields.update({f"scope.{s}": "on" for s in scopes})
-        return self.submit("/developer/apps/new", "/developer/apps", fields)
+        return self.follow(self.submit("/developer/apps/new", "/developer/apps", fields))
+
+    def follow(self, response):
+        """A 303 after a POST, followed as a browser would: a GET with the cookies the POST set (the
+        sealed one-time secret display); any other response as it is."""
+        if response.status_code != 303:
+            return response
+        cookies = response.headers.get("Set-Cookie") or []
+        extra = "; ".join(c.split(";")[0] for c in ([cookies] if isinstance(cookies, str) else cookies))
+        path = urlsplit(response.headers["Location"]).path
+        return self.http.get(path, headers={"Cookie": "; ".join(filter(None, [self.cookie["Cookie"], extra]))})
 
 
 def sign_in(services, http, email: str = "dev@example.com") -> Browser:

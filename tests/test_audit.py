@@ -77,7 +77,7 @@ def test_applications_and_consents_leave_events(aws, http, events):
     client_id, _ = created_credentials(dev.create_app("Audited"))
     dev.submit(f"/developer/apps/{client_id}", f"/developer/apps/{client_id}",
                {"name": "Audited 2", "redirect_uris": "https://app.example/callback", "scope.read:analysis": "on"})
-    dev.submit(f"/developer/apps/{client_id}", f"/developer/apps/{client_id}/rotate", {})
+    dev.submit(f"/developer/apps/{client_id}", f"/developer/apps/{client_id}/rotate", {"confirm": "yes"})
     dev.submit(f"/developer/apps/{client_id}", f"/developer/apps/{client_id}/delete", {"confirm": "yes"})
     assert names(events) == ["client.created", "client.updated", "client.secret_rotated", "client.deleted"]
     assert all(e["client_id"] == client_id and e["via"] == "developer" for e in events())

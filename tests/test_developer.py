@@ -80,7 +80,7 @@ def test_posts_without_a_session_are_refused(http, aws):
 @pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_create_web_app_shows_the_secret_once_and_stores_only_its_digest(aws, dev):
     response = dev.create_app("Analysis Dashboard", scopes=("read:analysis", "read:project"))
-    assert response.status_code == 201
+    assert response.status_code == 200  # the GET after the POST's 303 (Post/Redirect/Get)
     assert response.headers["Cache-Control"] == "no-store"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     client_id, secret = created_credentials(response)
@@ -109,7 +109,7 @@ def test_create_web_app_shows_the_secret_once_and_stores_only_its_digest(aws, de
 def test_create_native_app_is_public_with_pkce_and_no_secret(aws, dev):
     response = dev.create_app("CLI", app_type="native",
                               redirect_uris="com.example.cli:/callback\r\nhttp://127.0.0.1/callback\n\n")
-    assert response.status_code == 201
+    assert response.status_code == 200  # the GET after the POST's 303 (Post/Redirect/Get)
     client_id, secret = created_credentials(response)
     assert secret is None
     client = aws.store.get_client(client_id)
@@ -119,7 +119,7 @@ def test_create_native_app_is_public_with_pkce_and_no_secret(aws, dev):
 
 def test_create_machine_app_uses_client_credentials(aws, dev):
     response = dev.create_app("Nightly", app_type="machine", redirect_uris="", scopes=("read:analysis",))
-    assert response.status_code == 201
+    assert response.status_code == 200  # the GET after the POST's 303 (Post/Redirect/Get)
     client_id, secret = created_credentials(response)
     client = aws.store.get_client(client_id)
     assert client.grant_types == ["client_credentials"] and client.redirect_uris == [] and secret
@@ -158,7 +158,7 @@ def test_invalid_app_is_refused_with_the_form_kept(aws, dev):
 def test_unknown_scope_checkbox_names_are_ignored(aws, dev):
     fields = {"name": "A", "app_type": "web", "redirect_uris": "https://a.example/cb", "scope.read:analysis": "on",
               "scope.admin": "on"}
-    response = dev.submit("/developer/apps/new", "/developer/apps", fields)
+    response = dev.follow(dev.submit("/developer/apps/new", "/developer/apps", fields))
     client_id, _ = created_credentials(response)
     assert aws.store.get_client(client_id).scopes == ["read:analysis"]
 
@@ -239,7 +239,7 @@ def test_operator_clients_without_owner_and_unknown_ids_are_404(aws, dev):
 
 def test_app_names_are_escaped_on_every_page(aws, dev):
     response = dev.create_app(XSS[:100])
-    assert response.status_code == 201
+    assert response.status_code == 200  # the GET after the POST's 303 (Post/Redirect/Get)
     client_id, _ = created_credentials(response)
     issue_grant(aws, client_id, dev.user_id)
     pages = [response, dev.get("/developer/apps"), dev.get(f"/developer/apps/{client_id}"), dev.get("/account/apps")]
@@ -290,7 +290,7 @@ def test_invalid_edit_changes_nothing(aws, dev):
 
 def _rotate(dev, client_id):
     page = f"/developer/apps/{client_id}"
-    return dev.submit(page, f"{page}/rotate", {})
+    return dev.follow(dev.submit(page, f"{page}/rotate", {"confirm": "yes"}))
 
 
 @pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
@@ -338,7 +338,7 @@ def test_public_apps_have_no_secret_to_rotate(aws, dev):
 
     assert token  # the page works; a forged rotate for a public app is refused cleanly
     response = dev.post(f"/developer/apps/{client_id}/rotate",
-                        {"csrf_token": csrf_token(dev.session_id, f"developer:rotate:{client_id}")})
+                        {"confirm": "yes", "csrf_token": csrf_token(dev.session_id, f"developer:rotate:{client_id}")})
     assert response.status_code == 400
 
 

@@ -7,6 +7,7 @@ same origin and carries a CSRF token derived from the session and the action.
 from __future__ import annotations
 
 import functools
+import json
 from datetime import UTC, datetime
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -15,9 +16,11 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 
 from chalicelib import clock
+from chalicelib.crypto.sealing import open_with_token, seal_with_token
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.developer import APP_TYPE_LABELS, AppForm, AppNotFound, Developer, redirect_uri_lines
 from chalicelib.oauth.errors import OAuthError
+from chalicelib.oauth.metadata import ENDPOINTS
 from chalicelib.oauth.sessions import csrf_token
 from chalicelib.records import ClientRecord
 from chalicelib.web.common import (
@@ -29,11 +32,18 @@ from chalicelib.web.common import (
     query_parameters,
 )
 from chalicelib.web.cookies import checked_form as verified_form
-from chalicelib.web.cookies import current_session
+from chalicelib.web.cookies import clear_cookie, current_session, read_cookie, set_cookie
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
 
+APP_PAGE_ENDPOINTS = (  # what a developer copies into a client library, beside the client id
+    ("Authorization endpoint", ENDPOINTS["authorization_endpoint"]),
+    ("Token endpoint", ENDPOINTS["token_endpoint"]),
+    ("Revocation endpoint", ENDPOINTS["revocation_endpoint"]),
+    ("Authorization server metadata", "/.well-known/oauth-authorization-server"),
+    ("JWKS", ENDPOINTS["jwks_uri"]),
+)
 SCOPE_FIELD = "scope."  # one checkbox per scope: form_parameters refuses a name sent twice
 
 
@@ -94,14 +104,15 @@ def scope_choices(form: dict[str, str]) -> list[str]:
     return [scope for scope in scope_rules.CATALOGUE if form.get(SCOPE_FIELD + scope)]
 
 
-def render(template: str, session_id: str, status: int = 200, **context: Any) -> Response:
+def render(template: str, session_id: str, status: int = 200, headers: dict[str, str] | None = None,
+           **context: Any) -> Response:
     def csrf(purpose: str) -> str:
         return csrf_token(session_id, purpose)
 
     # links and form actions carry the issuer's path (a stage prefix behind API Gateway)
     prefix = urlsplit(services().settings.issuer).path
-    return page(template, status=status, csrf=csrf, catalogue=scope_rules.CATALOGUE, scope_field=SCOPE_FIELD,
-                app_types=APP_TYPE_LABELS, when=when, static_prefix=prefix, **context)
+    return page(template, status=status, headers=headers, csrf=csrf, catalogue=scope_rules.CATALOGUE,
+                scope_field=SCOPE_FIELD, app_types=APP_TYPE_LABELS, when=when, static_prefix=prefix, **context)
 
 
 # -- Developer Settings --------------------------------------------------------------------------
@@ -139,8 +150,7 @@ def create_app(user: tuple[str, str]) -> Response:
         registered = developer().create(user_id, app_form)
     except OAuthError as error:
         return render("developer_new.html", session_id, status=400, values=values, error=error.description)
-    return render("developer_secret.html", session_id, status=201, client=registered.client,
-                  secret=registered.client_secret, created=True)
+    return issued(session_id, registered.client.client_id, registered.client_secret, created=True)
 
 
 @bp.route("/developer/apps/{client_id}", methods=["GET"])
@@ -157,8 +167,10 @@ def _detail(session_id: str, client: ClientRecord, status: int = 200, error: str
     values = values or {"name": client.name, "redirect_uris": "\n".join(client.redirect_uris),
                         "post_logout_redirect_uris": "\n".join(client.post_logout_redirect_uris),
                         "scopes": client.scopes}
+    settings = services().settings
+    endpoints = [("Issuer", settings.issuer)] + [(label, settings.url(path)) for label, path in APP_PAGE_ENDPOINTS]
     return render("developer_app.html", session_id, status=status, client=client, values=values, error=error,
-                  saved=saved)
+                  saved=saved, endpoints=endpoints, overlap=settings.secret_rotation_overlap_seconds)
 
 
 @bp.route("/developer/apps/{client_id}", methods=["POST"], content_types=ANY_BODY)
@@ -181,10 +193,52 @@ def update_app(client_id: str, user: tuple[str, str]) -> Response:
 @html_page
 def rotate_secret(client_id: str, user: tuple[str, str]) -> Response:
     session_id, user_id = user
-    checked_form(bp.current_request, session_id, f"developer:rotate:{client_id}")
-    client, secret = developer().rotate_secret(user_id, client_id)
-    return render("developer_secret.html", session_id, client=client, secret=secret, created=False,
-                  overlap=services().settings.secret_rotation_overlap_seconds)
+    form = checked_form(bp.current_request, session_id, f"developer:rotate:{client_id}")
+    apps = developer()
+    if form.get("confirm") != "yes":
+        return _detail(session_id, apps.app(user_id, client_id), 400, "Tick the box to confirm the rotation.")
+    client, secret = apps.rotate_secret(user_id, client_id)
+    return issued(session_id, client.client_id, secret, created=False)
+
+
+# -- the one-time display of a new secret (Post/Redirect/Get) ---------------------------------------
+# The POST that creates an app or rotates a secret answers 303 to /issued, so reloading the page the
+# user sees is a GET that creates and rotates nothing. The secret travels to that GET in a cookie
+# sealed (AES-GCM) under a key derived from the session id, bound to the app, for REVEAL_SECONDS:
+# nothing rests on the server (the table keeps only the digest), no other session can open it, and
+# the GET clears it, so a reload shows the app's page instead of the secret.
+
+REVEAL = "clipron_reveal"
+REVEAL_SECONDS = 120
+
+
+def _reveal_purpose(client_id: str) -> str:
+    return f"developer:reveal:{client_id}"
+
+
+def issued(session_id: str, client_id: str, secret: str | None, created: bool) -> Response:
+    settings = services().settings
+    shown = json.dumps({"secret": secret, "created": created}).encode()
+    sealed = seal_with_token(session_id, _reveal_purpose(client_id), shown)
+    response = redirect(f"/developer/apps/{client_id}/issued")
+    response.headers["Set-Cookie"] = set_cookie(REVEAL, sealed, REVEAL_SECONDS, settings)
+    return response
+
+
+@bp.route("/developer/apps/{client_id}/issued", methods=["GET"])
+@html_page
+def show_issued(client_id: str, user: tuple[str, str]) -> Response:
+    session_id, user_id = user
+    settings = services().settings
+    client = developer().app(user_id, client_id)  # the owner's app, or "not found"
+    sealed = read_cookie(bp.current_request, REVEAL, settings)
+    opened = open_with_token(session_id, _reveal_purpose(client_id), sealed) if sealed else None
+    if opened is None:  # shown already (a reload), expired, or for another app or session
+        return redirect(f"/developer/apps/{client_id}")
+    shown = json.loads(opened)
+    return render("developer_secret.html", session_id, headers={"Set-Cookie": clear_cookie(REVEAL, settings)},
+                  client=client, secret=shown["secret"], created=shown["created"],
+                  overlap=settings.secret_rotation_overlap_seconds)
 
 
 @bp.route("/developer/apps/{client_id}/delete", methods=["POST"], content_types=ANY_BODY)
