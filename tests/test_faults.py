@@ -256,6 +256,8 @@ def test_f12_an_unreachable_dynamodb_is_a_controlled_503_everywhere(http, world,
 @pytest.mark.parametrize("signed_in_first", [False, True], ids=["parking-the-request", "issuing-the-code"])
 def test_f16_a_store_failure_after_validation_redirects_with_state_and_iss(http, world, aws, signed_in_first):
     c1 = world.clients["C1"]
+    # an operator-verified client: its redirect URI is trusted before sign-in (RFC 9700 §4.11.2)
+    aws.store.update_client(c1.client_id, lambda record: setattr(record, "verified", True))
     world.issue_code(c1)  # remembered consent: a signed-in user gets a code without a page
     cookie = signed_in(aws, world) if signed_in_first else {}
     with fault(aws, "PutItem", "ProvisionedThroughputExceededException") as hits:
