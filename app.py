@@ -7,6 +7,7 @@ from chalicelib.settings import validate_at_start
 from chalicelib.web import api as resource_api
 from chalicelib.web import assets, cors, home, wellknown
 from chalicelib.web import authorize as authorize_pages
+from chalicelib.web import deadline as request_deadline
 from chalicelib.web import developer as developer_pages
 from chalicelib.web import lifecycle as token_lifecycle
 from chalicelib.web import logging as access_logging
@@ -19,6 +20,7 @@ snapstart.register()  # no-op outside the Lambda runtime
 
 app = Chalice(app_name="clipron-oauth")
 app.register_middleware(access_logging.access_log, "http")
+app.register_middleware(request_deadline.request_deadline, "http")
 app.register_blueprint(wellknown.bp)
 app.register_blueprint(assets.bp)
 app.register_blueprint(token_lifecycle.bp)

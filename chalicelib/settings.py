@@ -7,6 +7,7 @@ bad or missing value fails with a message that names the variable.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass, fields
 from typing import Callable, Mapping
@@ -74,6 +75,20 @@ class Settings:
     def outbound_loopback_allowed(self) -> bool:
         """Outbound fetches (Client ID Metadata Documents) may reach loopback only in the local stage."""
         return self.stage == "local"
+
+    @property
+    def longest_request_seconds(self) -> float:
+        """The deadline, plus one AWS attempt that started just before it (connect + read timeouts)."""
+        return self.request_deadline_seconds + self.ddb_connect_timeout_seconds + self.ddb_read_timeout_seconds
+
+    @property
+    def refresh_replay_seconds(self) -> int:
+        """How long after a rotation a repeat of that refresh gets the same answer: REFRESH_GRACE_SECONDS
+        counted from when the answer can have left — a 503 for a rotation that committed but whose
+        answer was lost leaves up to `longest_request_seconds` after the commit. 0: strict rotation."""
+        if self.refresh_grace_seconds == 0:
+            return 0
+        return self.refresh_grace_seconds + math.ceil(self.longest_request_seconds)
 
     @property
     def secure_cookies(self) -> bool:
@@ -212,6 +227,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise ConfigError(
             f"DDB_CONNECT_TIMEOUT_SECONDS, DDB_READ_TIMEOUT_SECONDS and DDB_MAX_RETRIES allow one call to take "
             f"{worst:g} s; keep it within {AWS_CALL_BUDGET_SECONDS} s (the Lambda and API Gateway time out)"
+        )
+    longest = values["request_deadline_seconds"] + connect + read  # type: ignore[operator]
+    if longest > AWS_CALL_BUDGET_SECONDS:
+        raise ConfigError(
+            f"REQUEST_DEADLINE_SECONDS plus one DynamoDB attempt (connect + read timeouts) is {longest:g} s; "
+            f"keep it within {AWS_CALL_BUDGET_SECONDS} s (the Lambda and API Gateway time out)"
         )
     missing = {f.name for f in fields(Settings)} - values.keys()
     assert not missing, missing

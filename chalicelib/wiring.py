@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.config import Config
 
-from chalicelib import clock
+from chalicelib import clock, deadline
 from chalicelib.crypto.envelope import Envelope
 from chalicelib.crypto.keyring import KeyRing
 from chalicelib.oauth.cimd import MetadataDocuments
@@ -54,6 +54,7 @@ class Services:
             )
             session = shared_connection().session
             self._kms = session.create_client("kms", region_name=self.settings.aws_region, config=config)
+            deadline.watch(self._kms)
         return self._kms
 
     def envelope(self) -> Envelope:
@@ -66,6 +67,7 @@ _lock = threading.Lock()
 
 def build(settings: Settings) -> Services:
     bind_models(settings)
+    deadline.watch(shared_connection().client)
     store = DynamoStore(clock.now)
     holder: dict[str, Services] = {}
     keyring = KeyRing(

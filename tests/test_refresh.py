@@ -1,5 +1,6 @@
 """grant_type=refresh_token: rotation, reuse detection, the concurrent-refresh grace (RT-01..RT-15, F-05, F-06,
-F-08, F-09). The grace window is settings.refresh_grace_seconds (10 s by default)."""
+F-08, F-09). The grace window is settings.refresh_replay_seconds: REFRESH_GRACE_SECONDS (10 s by default)
+counted from when the answer can have left (after the longest request)."""
 
 from __future__ import annotations
 
@@ -58,14 +59,14 @@ def test_rt01_rotation_issues_a_new_pair(http, world, aws):
     assert second["token_type"] == "Bearer" and second["scope"] == first["scope"]
     claims = aws.access_tokens.verify(second["access_token"], aws.settings.api_audience)
     assert claims.sub == world.user_id and claims.grant_id
-    clock.travel(aws.settings.refresh_grace_seconds)
+    clock.travel(aws.settings.refresh_replay_seconds)
     assert_error(refresh(http, c1, first["refresh_token"]), 400, "invalid_grant")
 
 
 def test_rt02_reuse_after_the_window_revokes_the_family(http, world, aws):
     c1, first = _start(http, world)
     second = tokens_of(refresh(http, c1, first["refresh_token"]))
-    clock.travel(aws.settings.refresh_grace_seconds)
+    clock.travel(aws.settings.refresh_replay_seconds)
     assert_error(refresh(http, c1, first["refresh_token"]), 400, "invalid_grant")
     assert not _active(world, c1, second["refresh_token"])
     assert_error(refresh(http, c1, second["refresh_token"]), 400, "invalid_grant")
@@ -76,7 +77,7 @@ def test_rt03_revoking_a_family_touches_that_grant_only(http, world, aws):
     _, kept = _start(http, world)
     _, other_client = _start(http, world, "C2")
     tokens_of(refresh(http, c1, doomed["refresh_token"]))
-    clock.travel(aws.settings.refresh_grace_seconds)
+    clock.travel(aws.settings.refresh_replay_seconds)
     assert_error(refresh(http, c1, doomed["refresh_token"]), 400, "invalid_grant")
     tokens_of(refresh(http, c1, kept["refresh_token"]))
     tokens_of(refresh(http, world.clients["C2"], other_client["refresh_token"]))
@@ -105,7 +106,7 @@ def test_rt06_bound_to_the_client_and_a_foreign_client_does_not_revoke(http, wor
     c1, first = _start(http, world)
     assert_error(refresh(http, world.clients["C2"], first["refresh_token"]), 400, "invalid_grant")
     second = tokens_of(refresh(http, c1, first["refresh_token"]))
-    clock.travel(aws.settings.refresh_grace_seconds)
+    clock.travel(aws.settings.refresh_replay_seconds)
     assert_error(refresh(http, world.clients["C2"], first["refresh_token"]), 400, "invalid_grant")  # rotated, foreign
     assert _active(world, c1, second["refresh_token"])
     tokens_of(refresh(http, c1, second["refresh_token"]))
@@ -163,11 +164,11 @@ def test_rt09_ten_parallel_refreshes_get_one_response_and_one_chain(http, world,
 def test_rt10_retry_after_a_lost_response_gets_the_same_response(http, world, aws):
     c1, first = _start(http, world)
     lost = tokens_of(refresh(http, c1, first["refresh_token"]))
-    clock.travel(aws.settings.refresh_grace_seconds - 1)
+    clock.travel(aws.settings.refresh_replay_seconds - 1)
     retry = tokens_of(refresh(http, c1, first["refresh_token"]))
     assert retry["refresh_token"] == lost["refresh_token"]
     assert retry["access_token"] == lost["access_token"]
-    assert retry["expires_in"] == lost["expires_in"] - (aws.settings.refresh_grace_seconds - 1)  # F-09
+    assert retry["expires_in"] == lost["expires_in"] - (aws.settings.refresh_replay_seconds - 1)  # F-09
     assert _active(world, c1, first["refresh_token"])
     tokens_of(refresh(http, c1, retry["refresh_token"]))
 
@@ -175,7 +176,7 @@ def test_rt10_retry_after_a_lost_response_gets_the_same_response(http, world, aw
 def test_rt10_retry_after_the_window_revokes(http, world, aws):
     c1, first = _start(http, world)
     lost = tokens_of(refresh(http, c1, first["refresh_token"]))
-    clock.travel(aws.settings.refresh_grace_seconds)
+    clock.travel(aws.settings.refresh_replay_seconds)
     assert_error(refresh(http, c1, first["refresh_token"]), 400, "invalid_grant")
     assert_error(refresh(http, c1, lost["refresh_token"]), 400, "invalid_grant")
 
@@ -296,7 +297,7 @@ def test_f05_failed_rotation_leaves_the_old_token_valid_and_no_successor(http, w
 def test_f06_family_revocation_fails_closed(http, world, aws):
     c1, first = _start(http, world)
     tokens_of(refresh(http, c1, first["refresh_token"]))
-    clock.travel(aws.settings.refresh_grace_seconds)
+    clock.travel(aws.settings.refresh_replay_seconds)
     with fault(aws, "UpdateItem", "InternalServerError"):
         response = refresh(http, c1, first["refresh_token"])
     assert_error(response, 503, "temporarily_unavailable")

@@ -146,3 +146,89 @@ def test_a_rotated_secret_whose_answer_was_lost_is_rotated_once(aws, world):
     assert len(calls) == 1 and len(updated.secrets) == 2
     assert len(aws.store.get_client(c1.client_id).secrets) == 2
 
+
+
+# -- a 503 whose rotation had committed -------------------------------------------------------------
+
+def test_a_refresh_503_that_had_committed_is_answered_by_the_retry_after_the_grace(http, world, aws, monkeypatch):
+    """The rotation commits, every answer is lost, the client gets 503 — long after the commit — and
+    retries past REFRESH_GRACE_SECONDS: the committed response comes back; the family is not revoked
+    (today: the retry counted as reuse and revoked the grant, while the README promised the token stays
+    usable)."""
+    from chalicelib import clock
+    from tests.token_helpers import freeze_clock
+
+    freeze_clock(monkeypatch)
+    c1 = world.clients["C1"]
+    first = tokens_of(exchange(http, c1, world.issue_code(c1)))
+    with lost_answer(aws, "TransactWriteItems", times=1 + aws.settings.ddb_max_retries):
+        failed = refresh(http, c1, first["refresh_token"])
+    assert failed.status_code == 503, failed.body
+    spent = world.store.get_refresh_token(digest(first["refresh_token"]))
+    assert spent.used_at is not None  # it had committed
+    clock.travel(aws.settings.refresh_replay_seconds - 1)
+    retried = tokens_of(refresh(http, c1, first["refresh_token"]))
+    assert digest(retried["refresh_token"]) == spent.successor_digest  # the committed response
+    tokens_of(refresh(http, c1, retried["refresh_token"]))  # the family lives on
+
+
+# -- the request-wide deadline -------------------------------------------------------------------------
+
+API_GATEWAY_LIMIT_SECONDS = 29
+
+
+@pytest.fixture
+def slow_dynamodb(aws, monkeypatch):
+    """Every DynamoDB call succeeds but takes 3.9 s (within its own 4 s read timeout) on a fake clock."""
+    from chalicelib import deadline
+    from chalicelib.store.dynamo import shared_connection
+
+    elapsed = [0.0]
+    monkeypatch.setattr(deadline, "monotonic", lambda: elapsed[0])
+
+    def slow(**_):
+        elapsed[0] += 3.9
+
+    events = shared_connection().client.meta.events
+    events.register("after-call.dynamodb", slow)
+    yield elapsed
+    events.unregister("after-call.dynamodb", slow)
+
+
+def test_slow_calls_that_each_succeed_end_in_a_503_page_before_the_gateway_gives_up(http, aws, slow_dynamodb):
+    from chalicelib import clock
+    from chalicelib.oauth import accounts
+
+    accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+    browser = Browser(http)
+    form_page = browser.get("/login")
+    slow_dynamodb[0] = 0.0
+    from tests.authorize_support import hidden
+
+    response = browser.post("/login", {"csrf_token": hidden(form_page, "csrf_token"), "email": EMAIL,
+                                       "password": PASSWORD})
+    assert response.status_code == 503, response.body[:300]
+    assert "briefly unavailable" in response.body.decode()
+    assert slow_dynamodb[0] <= aws.settings.longest_request_seconds < API_GATEWAY_LIMIT_SECONDS
+
+
+def test_slow_calls_end_a_token_request_in_a_spec_shaped_503_with_nothing_issued(http, world, aws, slow_dynamodb):
+    from tests.token_helpers import assert_error
+
+    c1 = world.clients["C1"]
+    code = world.issue_code(c1)
+    aws.clients.forget(c1.client_id)
+    slow_dynamodb[0] = 0.0
+    response = exchange(http, c1, code)
+    assert_error(response, 503, "temporarily_unavailable")
+    assert response.headers["Retry-After"]
+    assert slow_dynamodb[0] < API_GATEWAY_LIMIT_SECONDS
+    assert world.store.get_code(digest(code)).used_at is None  # the transaction was never sent
+
+
+def test_settings_refuse_a_deadline_that_leaves_no_room_for_the_last_call():
+    from chalicelib.settings import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="REQUEST_DEADLINE_SECONDS"):
+        load_settings({"AWS_REGION": "us-east-1", "REQUEST_DEADLINE_SECONDS": "20"})
+    assert load_settings({"AWS_REGION": "us-east-1"}).longest_request_seconds <= 24

@@ -264,3 +264,63 @@ def test_throttle_keys_hold_no_email_or_address_in_the_clear(aws, frozen):
     assert EMAIL not in keys and "203.0.113.70" not in keys
     cleared = aws.store.clear_throttle(throttle_key("login-account", subject_of(EMAIL)))
     assert cleared == 1
+
+
+# -- quotas ----------------------------------------------------------------------------------------------
+
+def test_writes_per_user_on_the_api_are_limited(clients, frozen, http):
+    import json
+
+    from tests.lifecycle_helpers import mint
+
+    limits(clients, api_writes_per_user_per_minute=2)
+    token = mint(clients, "c1", user_id="writer", scope="write:project").access_token
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    statuses = [http.post("/v1/projects", headers=headers, body=json.dumps({"name": f"p{i}"}).encode()).status_code
+                for i in range(3)]
+    assert statuses == [201, 201, 429]
+    other = mint(clients, "c1", user_id="another", scope="write:project").access_token
+    assert http.post("/v1/projects", headers={**headers, "Authorization": f"Bearer {other}"},
+                     body=b'{"name": "x"}').status_code == 201
+
+
+def test_registrations_per_initial_access_token_are_limited(aws, frozen, http):
+    import json
+
+    from chalicelib.crypto.secrets import digest
+    from chalicelib.records import RegistrationTokenRecord
+
+    limits(aws, registrations_per_token_per_day=2)
+    now = clock.now()
+    aws.store.put_registration_token(RegistrationTokenRecord(digest("quota-token"), now, now + 86400, "tests"))
+    metadata = json.dumps({"client_name": "Q", "redirect_uris": ["https://q.example/cb"]}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer quota-token"}
+    statuses = [http.post("/register", headers=headers, body=metadata).status_code for _ in range(3)]
+    assert statuses == [201, 201, 429]
+
+
+def test_parked_authorization_requests_per_source_are_limited(aws, frozen, http, source):
+    from urllib.parse import urlencode
+
+    from tests.token_helpers import CH
+
+    world = make_world(aws)
+    limits(aws, parked_requests_per_source=2)
+    c1 = world.clients["C1"]
+    path = "/authorize?" + urlencode({"response_type": "code", "client_id": c1.client_id,
+                                      "redirect_uri": c1.redirect_uris[0], "scope": "read:analysis",
+                                      "code_challenge": CH, "code_challenge_method": "S256"})
+    source("203.0.113.80")
+    assert [http.get(path).status_code for _ in range(3)] == [302, 302, 429]
+    source("203.0.113.81")
+    assert http.get(path).status_code == 302
+
+
+def test_apps_per_user_in_developer_settings_are_limited(aws, http):
+    from tests.developer_support import sign_in as developer
+
+    limits(aws, max_apps_per_user=2)
+    dev = developer(aws, http)
+    statuses = [dev.create_app(name=f"App {i}").status_code for i in range(3)]
+    assert statuses[2] == 400 and statuses[:2] != [400, 400], statuses
+    assert len(aws.store.list_owned_apps(dev.user_id)) == 2

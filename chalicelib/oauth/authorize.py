@@ -365,7 +365,9 @@ class AuthorizationFlow:
         clock: Callable[[], int],
         resources: ResourceDirectory,
         id_tokens: IdTokens | None = None,  # verifies id_token_hint
+        park_quota: Callable[[], None] | None = None,
     ) -> None:
+        self.park_quota = park_quota  # PARKED_REQUESTS_PER_SOURCE, checked before a request is parked
         self.store = store
         self.clients = clients
         self.resources = resources
@@ -518,6 +520,8 @@ class AuthorizationFlow:
             resources=request.resource_ids,
             oidc=request.oidc,
         )
+        if self.park_quota is not None:
+            self.park_quota()  # PARKED_REQUESTS_PER_SOURCE: Throttled (429) before anything is stored
         self.store.put_authorization_request(record)
         return request_id
 

@@ -15,7 +15,7 @@ from chalicelib.oauth import registration
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.cimd import MAX_METADATA_URL, app_ref, client_id_from_ref, document_host, is_metadata_url
 from chalicelib.oauth.clients import MAX_CLIENT_ID
-from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, TemporarilyUnavailable
+from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, InvalidRequest, TemporarilyUnavailable
 from chalicelib.records import ClientRecord, ConditionFailed, ConsentRecord, GrantRecord, OwnedApp
 
 # the choices Developer Settings offers, in the order the form shows them
@@ -123,8 +123,10 @@ class Developer:
     """The operations behind Developer Settings (/developer/apps) and Connected apps (/account/apps)."""
 
     def __init__(
-        self, store: DeveloperStore, cache: ClientCache, clock: Callable[[], int], rotation_overlap_seconds: int
+        self, store: DeveloperStore, cache: ClientCache, clock: Callable[[], int], rotation_overlap_seconds: int,
+        max_apps: int = 25,
     ) -> None:
+        self.max_apps = max_apps  # MAX_APPS_PER_USER
         self.store = store
         self.cache = cache
         self.clock = clock
@@ -163,6 +165,8 @@ class Developer:
 
     def create(self, user_id: str, form: AppForm) -> registration.RegisteredClient:
         """A new application owned by the user; its secret (confidential apps) is returned once, here."""
+        if len(self.store.list_owned_apps(user_id)) >= self.max_apps:
+            raise InvalidRequest("you have reached the number of applications one account may register")
         registered = registration.build_client(form_metadata(form), user_id, self.clock())
         self.store.create_client(registered.client)
         audit.emit("client.created", client_id=registered.client.client_id, owner_id=user_id, via="developer")

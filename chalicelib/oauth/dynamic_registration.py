@@ -26,6 +26,7 @@ from chalicelib.oauth.errors import (
     TemporarilyUnavailable,
     TooManyRequests,
 )
+from chalicelib.oauth.throttle import Limit, Throttle, ThrottleStore, subject_of
 from chalicelib.records import ClientRecord, ConditionFailed, RegistrationTokenRecord
 
 REALM = 'Bearer realm="clipron"'
@@ -40,7 +41,7 @@ _SERVER_OWNED = ("registration_access_token", "registration_client_uri", "client
 OPEN_WINDOW_SECONDS = 3600
 
 
-class RegistrationStore(DeveloperStore, Protocol):
+class RegistrationStore(DeveloperStore, ThrottleStore, Protocol):
     def get_registration_token(self, token_digest: str) -> RegistrationTokenRecord | None: ...
     def count_attempt(self, key: str, window_seconds: int) -> int: ...
 
@@ -51,6 +52,7 @@ class RegistrationPolicy:
     idle_seconds: int = 30 * 86400
     per_source_per_hour: int = 10
     per_hour: int = 1000
+    per_token_per_day: int = 100  # registrations one initial access token may make a day
 
 
 def _unauthorised(description: str | None) -> InvalidToken:
@@ -116,6 +118,8 @@ class Registrar:
         token = bearer_token(authorization)
         if self.store.get_registration_token(digest(token)) is None:
             raise _unauthorised("the initial access token is invalid or expired")
+        quota = Limit("register-token", self.policy.per_token_per_day, 86400)
+        Throttle(self.store, self.clock).take((quota, subject_of(digest(token))))  # a leaked token's reach
         return True
 
     def _reserve_open_registration(self, source_address: str) -> None:

@@ -215,7 +215,7 @@ class TokenEndpoint:
         """A rotated token again: the same response within the grace window, otherwise reuse revokes the grant."""
         now = self.clock()
         assert record.used_at is not None
-        if now < record.used_at + self.settings.refresh_grace_seconds and record.grace_response:
+        if now < record.used_at + self.settings.refresh_replay_seconds and record.grace_response:
             replay = self._grace_replay(record, presented, _repeat_key(requested, resource), now)
             if replay is not None:
                 return replay

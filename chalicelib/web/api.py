@@ -16,6 +16,7 @@ from chalice import Blueprint, Response
 from chalicelib import clock
 from chalicelib.api import service
 from chalicelib.oauth.resource import METADATA_PATH, ResourceGuard, protected_resource_metadata
+from chalicelib.oauth.throttle import Limit, subject_of
 from chalicelib.oauth.tokens import AccessTokenClaims
 from chalicelib.store.api_store import ApiStore
 from chalicelib.web.common import ANY_BODY, guarded, json_body, json_response
@@ -58,6 +59,9 @@ def analyses(claims: AccessTokenClaims) -> Response:
 @bearer("write:project")
 def create_project(claims: AccessTokenClaims) -> Response:
     request = bp.current_request
+    s = services()
+    # a quota on writes per user (API_WRITES_PER_USER_PER_MINUTE): Throttled -> 429 slow_down
+    s.throttle.take((Limit("api-writes", s.settings.api_writes_per_user_per_minute, 60), subject_of(claims.sub)))
     try:
         project = service.create_project(ApiStore(), claims.sub, json_body(request), clock.now())
     except service.InvalidInput as error:

@@ -28,7 +28,7 @@ from chalicelib.oauth.client_display import display_name, redirect_target
 from chalicelib.oauth.logout import PARAMETERS as LOGOUT_PARAMETERS
 from chalicelib.oauth.logout import Logout, LogoutRefused, LogoutRequest
 from chalicelib.oauth.sessions import csrf_token
-from chalicelib.oauth.throttle import Throttled
+from chalicelib.oauth.throttle import Limit, Throttled, source_of, subject_of
 from chalicelib.records import SessionRecord
 from chalicelib.web.common import (
     ANY_BODY,
@@ -73,8 +73,15 @@ def _flow() -> AuthorizationFlow:
     settings = svc.settings
     return AuthorizationFlow(
         svc.store, svc.clients, settings.issuer, settings.code_seconds, settings.authorization_request_seconds,
-        clock.now, svc.resources, svc.id_tokens,
+        clock.now, svc.resources, svc.id_tokens, _park_quota,
     )
+
+
+def _park_quota() -> None:
+    """PARKED_REQUESTS_PER_SOURCE per AUTHORIZATION_REQUEST_SECONDS: one source cannot fill the table."""
+    svc = services()
+    limit = Limit("parked-source", svc.settings.parked_requests_per_source, svc.settings.authorization_request_seconds)
+    svc.throttle.take((limit, subject_of(source_of(source_address(bp.current_request)))))
 
 
 def _session() -> tuple[str | None, SessionRecord | None]:

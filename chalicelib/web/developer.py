@@ -53,7 +53,8 @@ class Forbidden(Exception):
 
 def developer() -> Developer:
     s = services()
-    return Developer(s.store, s.clients, clock.now, s.settings.secret_rotation_overlap_seconds)
+    return Developer(s.store, s.clients, clock.now, s.settings.secret_rotation_overlap_seconds,
+                     s.settings.max_apps_per_user)
 
 
 def signed_in(request: Request) -> tuple[str, str] | None:

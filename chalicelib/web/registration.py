@@ -9,7 +9,16 @@ from chalicelib import clock
 from chalicelib.oauth.dynamic_registration import Registrar, RegistrationPolicy
 from chalicelib.oauth.errors import InvalidClientMetadata
 from chalicelib.oauth.resource_servers import registrable_scopes
-from chalicelib.web.common import ANY_BODY, NO_STORE, guarded, json_body, json_response, method_not_allowed
+from chalicelib.oauth.throttle import source_of
+from chalicelib.web.common import (
+    ANY_BODY,
+    NO_STORE,
+    guarded,
+    json_body,
+    json_response,
+    method_not_allowed,
+    source_address,
+)
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
@@ -23,6 +32,7 @@ def registrar() -> Registrar:
         idle_seconds=settings.open_registration_idle_seconds,
         per_source_per_hour=settings.open_registration_per_source_per_hour,
         per_hour=settings.open_registration_per_hour,
+        per_token_per_day=settings.registrations_per_token_per_day,
     )
     return Registrar(s.store, s.clients, clock.now, settings.url, policy, lambda: registrable_scopes(s.store))
 
@@ -31,10 +41,9 @@ def _authorization(request: Request) -> str | None:
     return request.headers.get("authorization")
 
 
-def source_address(request: Request) -> str:
-    """The caller's address as API Gateway saw it (requestContext.identity.sourceIp; chalice local sets it too)."""
-    identity = (request.context or {}).get("identity") or {}
-    return str(identity.get("sourceIp") or "")
+def caller_source(request: Request) -> str:
+    """The caller's address as API Gateway saw it, normalised as every throttle counts it (IPv6: its /64)."""
+    return source_of(source_address(request))
 
 
 @bp.route("/register", methods=["POST"], content_types=ANY_BODY)
@@ -42,7 +51,7 @@ def source_address(request: Request) -> str:
 def register() -> Response:
     request = bp.current_request
     registration = registrar()
-    with_token = registration.authorise_registration(_authorization(request), source_address(request))
+    with_token = registration.authorise_registration(_authorization(request), caller_source(request))
     return json_response(registration.register(json_body(request, InvalidClientMetadata), with_token), status=201)
 
 
