@@ -259,6 +259,10 @@ def test_f16_a_store_failure_after_validation_redirects_with_state_and_iss(http,
     # an operator-verified client: its redirect URI is trusted before sign-in (RFC 9700 §4.11.2)
     aws.store.update_client(c1.client_id, lambda record: setattr(record, "verified", True))
     world.issue_code(c1)  # remembered consent: a signed-in user gets a code without a page
+    record = world.store.get_client(c1.client_id)
+    record.verified = True  # errors before sign-in go to the redirect URI of verified apps only (RFC 9700 §4.11.2)
+    world.store.save_client(record)
+    aws.clients.forget(c1.client_id)
     cookie = signed_in(aws, world) if signed_in_first else {}
     with fault(aws, "PutItem", "ProvisionedThroughputExceededException") as hits:
         response = http.get(authorize_path(c1), headers=cookie)
