@@ -67,6 +67,17 @@ def test_developer_creates_uses_and_revokes_an_app(server, page):
     client_secret = page.locator("#client-secret").inner_text().strip()
     assert client_id.startswith("app_") and len(client_secret) >= 43
 
+    # Post/Redirect/Get: reloading the page that showed the secret creates nothing and shows it no more
+    page.reload()
+    assert page.url == f"{issuer}/developer/apps/{client_id}" and client_secret not in page.content()
+
+    # a 375 px phone: the apps list fits without scrolling the page sideways
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(issuer + "/developer/apps")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.locator("table.apps tbody tr", has_text="Browser Test App").count() == 1  # created once
+    page.set_viewport_size({"width": 1280, "height": 800})
+
     # the secret is never shown again
     page.goto(f"{issuer}/developer/apps/{client_id}")
     assert client_secret not in page.content()
