@@ -125,3 +125,12 @@ def test_the_readme_stays_the_short_newcomers_page():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     assert len(readme.splitlines()) <= 200
+
+
+def test_the_state_table_lists_every_item_kind_the_store_writes():
+    store = (ROOT / "chalicelib" / "store" / "dynamo.py").read_text()
+    written = set(re.findall(r'(?:_item\(|kind=|kind\.set\()"([a-z-]+)"', store))
+    text = (DOCS / "ARCHITECTURE.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z-]+)` \| `", text, re.MULTILINE))
+    assert len(written) > 10
+    assert sorted(written - listed) == []
