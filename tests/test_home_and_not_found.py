@@ -79,8 +79,8 @@ def test_landing_page_signed_out_explains_and_links(http):
     assert response.status_code == 200
     assert_secure_page(response)
     body = response.body.decode()
-    for link in ("/login", "/developer/apps", "/account/apps", "/.well-known/oauth-authorization-server",
-                 "/.well-known/jwks.json"):
+    for link in ("/login", "/developer/apps", "/account/apps", "/.well-known/openid-configuration",
+                 "/.well-known/oauth-authorization-server", "/.well-known/jwks.json"):
         assert f'{link}"' in body, link
     assert "OAuth 2.0 authorization server" in body and "Sign out" not in body
 

@@ -28,6 +28,7 @@ EVERY_CONTENT_TYPE = ["*/*"]
 GREEDY = "/{proxy+}"
 NOT_FOUND = {"error": "not_found", "error_description": "there is no such endpoint"}  # fixed: never the path
 METADATA_LINKS = (
+    ("OpenID Connect discovery", "/.well-known/openid-configuration"),
     ("Authorization server metadata (RFC 8414)", "/.well-known/oauth-authorization-server"),
     ("JSON Web Key Set", "/.well-known/jwks.json"),
 )
