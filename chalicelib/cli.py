@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import audit, clock, wiring
+from chalicelib.admin import Admin, AdminError
 from chalicelib.crypto.envelope import EnvelopeError
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import accounts, registration
@@ -26,7 +27,14 @@ from chalicelib.oauth.errors import OAuthError
 from chalicelib.oauth.grants import TOKEN_EXCHANGE
 from chalicelib.oauth.resource_servers import builtin_api, new_resource_server, registrable_scopes
 from chalicelib.oauth.scopes import CATALOGUE
-from chalicelib.records import AlreadyExists, ClientRecord, ClientSecret, RegistrationTokenRecord, StoreUnavailable
+from chalicelib.records import (
+    AlreadyExists,
+    ClientRecord,
+    ClientSecret,
+    RegistrationTokenRecord,
+    StoreUnavailable,
+    UserRecord,
+)
 from chalicelib.settings import STAGES, ConfigError, load_settings
 
 CONFIG_FILE = Path(__file__).resolve().parent.parent / ".chalice" / "config.json"
@@ -113,7 +121,7 @@ def cmd_create_client(args: argparse.Namespace) -> None:
     if args.token_exchange:
         if not client.confidential:
             raise CliError("token exchange needs a confidential client (it authenticates as the actor)")
-        client.grant_types.append(TOKEN_EXCHANGE)
+        client.grant_types = [*client.grant_types, TOKEN_EXCHANGE]  # a copy: never the shared APP_TYPES list
     if args.client_id:
         if is_metadata_url(args.client_id):  # such an id names a Client ID Metadata Document, never a registration
             raise CliError("a client id that is an https URL is taken as a Client ID Metadata Document; choose another")
@@ -210,6 +218,89 @@ def cmd_rotate_keys(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+# --- the operator's tools (chalicelib/admin.py) -------------------------------------------------
+
+
+def _admin(args: argparse.Namespace) -> Admin:
+    services = _services(args)
+    return Admin(services.store, services.clients)
+
+
+def _user_line(user: UserRecord) -> str:
+    return f"{user.user_id}  {user.email}{'  DISABLED' if user.disabled else ''}"
+
+
+def _client_line(client: ClientRecord) -> str:
+    flags = "".join(("  DISABLED" if client.disabled else "", "  resource-server" if client.resource_server else ""))
+    return f"{client.client_id}  {client.app_type}  {client.name!r}  owner={client.owner_id or '-'}{flags}"
+
+
+def cmd_list_users(args: argparse.Namespace) -> None:
+    print("\n".join(_user_line(user) for user in _admin(args).users()) or "no users")
+
+
+def cmd_show_user(args: argparse.Namespace) -> None:
+    admin = _admin(args)
+    user = admin.user(args.user)
+    apps = admin.store.list_owned_apps(user.user_id)
+    consents = admin.store.list_consents(user.user_id)
+    print(json.dumps({"user_id": user.user_id, "email": user.email, "created_at": user.created_at,
+                      "disabled": user.disabled, "owned_apps": [app.client_id for app in apps],
+                      "authorised_apps": {c.client_id: c.scopes for c in consents}}, indent=2))
+
+
+def _user_command(action: Callable[[Admin, str], UserRecord], done: str) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        print(f"{done}: {_user_line(action(_admin(args), args.user))}")
+    return run
+
+
+def cmd_reset_password(args: argparse.Namespace) -> None:
+    password = _password(args)
+    user = _admin(args).reset_password(args.user, password)
+    print(f"password reset, grants and sessions ended: {_user_line(user)}")
+
+
+def cmd_delete_user(args: argparse.Namespace) -> None:
+    user, apps = _admin(args).delete_user(args.user)
+    print(f"deleted user {user.user_id} <{user.email}>; its grants and sessions stopped")
+    if apps:
+        print(f"it still owns these apps (delete them with delete-client): {' '.join(apps)}")
+
+
+def cmd_list_clients(args: argparse.Namespace) -> None:
+    print("\n".join(_client_line(client) for client in _admin(args).clients()) or "no clients")
+
+
+def cmd_show_client(args: argparse.Namespace) -> None:
+    client = _admin(args).client(args.client_id)
+    print(json.dumps({**registration.client_metadata(client), "app_type": client.app_type,
+                      "owner_id": client.owner_id, "disabled": client.disabled,
+                      "resource_server": client.resource_server, "created_at": client.created_at}, indent=2))
+
+
+def _client_command(action: Callable[[Admin, str], ClientRecord], done: str) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        print(f"{done}: {_client_line(action(_admin(args), args.client_id))}")
+    return run
+
+
+def cmd_clear_throttle(args: argparse.Namespace) -> None:
+    cleared = _admin(args).clear_throttles(args.email, args.source, args.client_id, args.all_sources)
+    print("\n".join(f"{key.split(':')[0]}: {count} item(s) deleted" for key, count in cleared.items()))
+
+
+def cmd_list_registration_tokens(args: argparse.Namespace) -> None:
+    lines = [f"{t.token_digest[:16]}  created={t.created_at}  expires={t.expires_at}  {t.description!r}"
+             for t in _admin(args).registration_tokens()]
+    print("\n".join(lines) or "no registration tokens")
+
+
+def cmd_revoke_registration_token(args: argparse.Namespace) -> None:
+    token = _admin(args).revoke_registration_token(args.digest)
+    print(f"revoked registration token {token.token_digest[:16]} {token.description!r}")
+
+
 def _days(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 365:
         raise argparse.ArgumentTypeError(f"must be a whole number of days from 1 to 365, got {value!r}")
@@ -236,10 +327,7 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--name", help="the name OpenID Connect apps see (UserInfo `name`)")
     user.add_argument("--email-verified", action="store_true",
                       help="you checked the address: apps see email_verified=true")
-    secret = user.add_mutually_exclusive_group()
-    secret.add_argument("--password", help="the password (prefer --password-stdin or the prompt)")
-    secret.add_argument("--password-stdin", action="store_true",
-                        help="read the password from stdin (the default without a terminal)")
+    _password_arguments(user)
     client = command("create-client", cmd_create_client, "register an OAuth application; prints its secret once")
     client.add_argument("--name", required=True)
     client.add_argument("--type", choices=sorted(registration.APP_TYPES), default="web",
@@ -275,14 +363,69 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--description", default="")
     token.add_argument("--token", help=argparse.SUPPRESS)
     command("rotate-keys", cmd_rotate_keys, "promote the next signing key, retire the current one, add a new next")
+    _operator_commands(command)
     return parser
+
+
+def _password_arguments(parser: argparse.ArgumentParser) -> None:
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--password", help="the password (prefer --password-stdin or the prompt)")
+    secret.add_argument("--password-stdin", action="store_true",
+                        help="read the password from stdin (the default without a terminal)")
+
+
+def _operator_commands(command: Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
+                       ) -> None:
+    """Users, clients and registration tokens; every withdrawal is one write and takes effect at once."""
+    command("list-users", cmd_list_users, "list every user (a Scan)")
+    user_commands = [
+        ("show-user", cmd_show_user, "show a user, the apps it owns and the apps it authorised"),
+        ("disable-user", _user_command(lambda a, u: a.set_user_disabled(u, True), "disabled"),
+         "refuse the user at sign-in, on every page, at refresh and introspection (reversible)"),
+        ("enable-user", _user_command(lambda a, u: a.set_user_disabled(u, False), "enabled"),
+         "undo disable-user"),
+        ("revoke-user-grants", _user_command(Admin.revoke_user_grants, "grants and sessions ended"),
+         "end every authorization, refresh token and session of the user, for every app"),
+        ("reset-password", cmd_reset_password, "set a new password; ends the user's grants and sessions"),
+        ("delete-user", cmd_delete_user, "delete the account; its grants and sessions stop"),
+    ]
+    for name, handler, help_text in user_commands:
+        sub = command(name, handler, help_text)
+        sub.add_argument("--user", required=True, help="user id or email")
+        if name == "reset-password":
+            _password_arguments(sub)
+    command("list-clients", cmd_list_clients, "list every client (a Scan)")
+    client_commands = [
+        ("show-client", cmd_show_client, "show a client's registration"),
+        ("disable-client", _client_command(lambda a, c: a.set_client_disabled(c, True), "disabled"),
+         "refuse the client everywhere and make its tokens inactive (reversible)"),
+        ("enable-client", _client_command(lambda a, c: a.set_client_disabled(c, False), "enabled"),
+         "undo disable-client"),
+        ("revoke-client-grants", _client_command(Admin.revoke_client_grants, "grants ended"),
+         "end every authorization and refresh token of the client, for every user"),
+        ("delete-client", _client_command(Admin.delete_client, "deleted"),
+         "delete the client; its grants and tokens stop"),
+    ]
+    for name, handler, help_text in client_commands:
+        command(name, handler, help_text).add_argument("--client-id", required=True)
+    throttle = command("clear-throttle", cmd_clear_throttle,
+                       "lift sign-in and client-authentication throttles (counters and backoff blocks)")
+    throttle.add_argument("--email", help="the account: its per-account limit (with --source: that pair too)")
+    throttle.add_argument("--source", help="a source IP address: its own limits, or the pair with --email/--client-id")
+    throttle.add_argument("--client-id", help="with --source: that client's authentication failures from it")
+    throttle.add_argument("--global", dest="all_sources", action="store_true", help="the global sign-in ceiling")
+    command("list-registration-tokens", cmd_list_registration_tokens,
+            "list the initial access tokens for POST /register (digest prefix, dates, description)")
+    revoke = command("revoke-registration-token", cmd_revoke_registration_token,
+                     "delete an initial access token, named by its digest prefix as listed")
+    revoke.add_argument("--digest", required=True, help="at least 8 characters of the digest, as listed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.handler(args)
-    except (CliError, ConfigError) as error:
+    except (CliError, ConfigError, AdminError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OAuthError as error:

@@ -6,7 +6,8 @@ only as a SHA-256 digest; passwords only as argon2id hashes; private keys only a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import secrets
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 CONFIDENTIAL_METHODS = ("client_secret_basic", "client_secret_post")
@@ -32,6 +33,37 @@ class AlreadyExists(ConditionFailed):
 def live(expires_at: int | None, now: int) -> bool:
     """DynamoDB TTL deletes late (moto never): an item at or past its expiry is absent."""
     return expires_at is None or now < expires_at
+
+
+def is_metadata_client_id(client_id: str) -> bool:
+    """A Client ID Metadata Document client (its id is an https URL): it has no client item to delete,
+    disable or bulk-revoke, only a cached copy of its document that may lapse while its grants live on."""
+    return client_id.startswith("https://")
+
+
+def new_generation() -> str:
+    """A fresh generation id (see Authority): random, so a re-created item never revives old grants."""
+    return secrets.token_urlsafe(12)
+
+
+@dataclass(kw_only=True)
+class Authority:
+    """The generations of the authority a code, grant or refresh token was issued under.
+
+    A generation is a random id on the client, the user and the consent: bulk revocation replaces
+    it (or deletes the item), so everything issued under the old one stops at once, in O(1).
+    None means the item never had one (nothing was ever bulk-revoked); it matches only an absent
+    generation. Issuance conditions on these in its transaction and every refresh/introspection
+    compares them (oauth/standing.py), so a withdrawal and an issuance are ordered by one condition.
+    """
+
+    client_generation: str | None = None
+    user_generation: str | None = None
+    consent_generation: str | None = None
+
+    def authority(self) -> dict[str, str | None]:
+        """These generations as keyword arguments, to carry them from a code to its grant and tokens."""
+        return {f.name: getattr(self, f.name) for f in fields(Authority)}
 
 
 @dataclass
@@ -65,6 +97,7 @@ class ClientRecord:
     # cached copy expires with its cache lifetime. None: never.
     expires_at: int | None = None
     post_logout_redirect_uris: list[str] = field(default_factory=list)  # OIDC RP-Initiated Logout
+    generation: str | None = None  # replaced by an operator's "revoke the client's grants" (see Authority)
 
     @property
     def confidential(self) -> bool:
@@ -101,6 +134,7 @@ class UserRecord:
     name: str = ""  # OpenID Connect profile claims (UserInfo)
     email_verified: bool = False
     updated_at: int = 0
+    generation: str | None = None  # replaced by "revoke the user's grants" and a password reset (see Authority)
 
 
 @dataclass
@@ -110,6 +144,7 @@ class SessionRecord:
     auth_time: int
     expires_at: int
     sid: str | None = None  # the OpenID Connect session id in ID tokens (not a secret, unlike the cookie)
+    user_generation: str | None = None  # a session outlives no bulk revocation of its user
 
 
 @dataclass
@@ -147,7 +182,7 @@ class AuthorizationRequestRecord:
 
 
 @dataclass
-class CodeRecord:
+class CodeRecord(Authority):
     code_digest: str
     client_id: str
     redirect_uri: str
@@ -167,7 +202,7 @@ class CodeRecord:
 
 
 @dataclass
-class GrantRecord:
+class GrantRecord(Authority):
     """The family: every refresh and access token of one authorization belongs to one grant."""
 
     grant_id: str
@@ -187,7 +222,7 @@ class GrantRecord:
 
 
 @dataclass
-class RefreshTokenRecord:
+class RefreshTokenRecord(Authority):
     token_digest: str
     grant_id: str
     client_id: str
@@ -210,8 +245,8 @@ class ConsentRecord:
     client_id: str
     scopes: list[str]
     granted_at: int
-    grant_ids: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)  # RFC 8707 resources consented to; empty: the Clipron API
+    generation: str | None = None  # new each time the consent is created; revoking access deletes it
 
 
 @dataclass
@@ -240,3 +275,13 @@ class CounterSlot:
     key: str
     window_seconds: int
     limit: int
+
+
+@dataclass
+class Standing:
+    """A grant and the three items its authority rests on, read together (None: absent or expired)."""
+
+    grant: GrantRecord | None
+    client: ClientRecord | None
+    user: UserRecord | None
+    consent: ConsentRecord | None

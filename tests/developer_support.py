@@ -109,14 +109,15 @@ def created_credentials(response) -> tuple[str, str | None]:
 def issue_grant(services, client_id: str, user_id: str, scope: str = "read:analysis") -> tuple[str, str]:
     """A grant and a refresh token written exactly as a code exchange writes them (consent included)."""
     store, now = services.store, clock.now()
-    store.save_consent_scopes(user_id, client_id, scope.split(), now)
+    authority = {"consent_generation": store.save_consent_scopes(user_id, client_id, scope.split(), now)}
     grant_id = new_id("gr_")
     code = CodeRecord(digest(new_token()), client_id, "https://app.example/callback", True, user_id, scope, None,
-                      grant_id, now, now + 60)
+                      grant_id, now, now + 60, **authority)
     store.put_code(code)
     refresh_token = new_token()
-    grant = GrantRecord(grant_id, client_id, user_id, scope, now, now + 86400)
-    refresh = RefreshTokenRecord(digest(refresh_token), grant_id, client_id, user_id, scope, now, now + 86400)
+    grant = GrantRecord(grant_id, client_id, user_id, scope, now, now + 86400, **authority)
+    refresh = RefreshTokenRecord(digest(refresh_token), grant_id, client_id, user_id, scope, now, now + 86400,
+                                 **authority)
     store.redeem_code(code, grant, refresh)
     return grant_id, refresh_token
 

@@ -59,11 +59,14 @@ def mint(services: Any, client_id: str, user_id: str = "user-1", scope: str = US
         services.store.create_user(UserRecord(user_id, f"{user_id}@example.com", "unused", now))
     except AlreadyExists:
         pass
-    grant = GrantRecord(new_id("g_"), client_id, user_id, scope, now, now + 90 * 86400)
+    # the consent the grant was issued under (a refresh and introspection check that it stands)
+    authority = {"consent_generation": services.store.save_consent_scopes(user_id, client_id, scope.split(), now)}
+    grant = GrantRecord(new_id("g_"), client_id, user_id, scope, now, now + 90 * 86400, **authority)
     services.store.put_grant(grant)
     refresh = new_token()
     services.store.put_refresh_token(
-        RefreshTokenRecord(digest(refresh), grant.grant_id, client_id, user_id, scope, now, now + refresh_seconds)
+        RefreshTokenRecord(digest(refresh), grant.grant_id, client_id, user_id, scope, now, now + refresh_seconds,
+                           **authority)
     )
     access = services.access_tokens.issue(
         sub=user_id, client_id=client_id, scope=scope, audience=services.settings.api_audience,

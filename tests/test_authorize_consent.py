@@ -239,7 +239,7 @@ def test_client_name_and_state_are_escaped(http, aws, user):
 
 
 @pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
-def test_fast_path_makes_at_most_three_dynamodb_calls_and_parks_nothing(browser, aws):
+def test_fast_path_makes_at_most_four_dynamodb_calls_and_parks_nothing(browser, aws):
     decide(browser, consent_page(browser, az()), "allow")
     calls: list[str] = []
     events = shared_connection().client.meta.events
@@ -249,7 +249,8 @@ def test_fast_path_makes_at_most_three_dynamodb_calls_and_parks_nothing(browser,
     finally:
         events.unregister("before-call.dynamodb", handler)
     assert "code" in response_params(response)
-    assert calls == ["GetItem", "GetItem", "PutItem"]  # session, consent, code (client from the warm cache)
+    # session, its user (still enabled, same generation), consent, code (client from the warm cache)
+    assert calls == ["GetItem", "GetItem", "GetItem", "PutItem"]
     assert kinds(aws).get("authreq", 0) == 0
 
 

@@ -16,6 +16,7 @@ import pytest
 from chalicelib import clock
 from chalicelib.oauth import accounts, cimd
 from chalicelib.oauth.cimd import MetadataDocuments
+from chalicelib.oauth.standing import grant_in_force
 from chalicelib.outbound import Fetched, FetchRefused, OutboundPolicy, allowed_address, fetch_json_document
 from chalicelib.settings import load_settings
 from tests.authorize_support import CH, EMAIL, PASSWORD, Browser, consent_page, sign_in
@@ -324,10 +325,11 @@ def test_connected_apps_lists_and_revokes_a_metadata_document_client(aws, http):
     assert "Agent Example" in page and f"/account/apps/{cimd.app_ref(url)}/revoke" in page
     clock.travel(301)  # the cached document lapsed: still listed, under its host
     assert "agent.example" in user.get("/account/apps").body.decode()
+    assert grant_in_force(aws.store, url, user.user_id, grant_id, clock.now()) is not None  # its grants live on
     response = user.submit("/account/apps", f"/account/apps/{cimd.app_ref(url)}/revoke", {})
     assert response.status_code in (302, 303)
     assert aws.store.get_consent(user.user_id, url) is None
-    assert aws.store.get_grant(url, grant_id).revoked_at is not None
+    assert grant_in_force(aws.store, url, user.user_id, grant_id, clock.now()) is None  # ended with the consent
 
 
 @pytest.mark.parametrize("client_id", ["app_x", URL, "doc.!!!", "doc.aHR0cDovL3g"])

@@ -11,6 +11,7 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
+from chalicelib.oauth.standing import grant_in_force
 from chalicelib.records import ClientRecord, ClientSecret
 from tests.developer_support import FORM, ISS, issue_grant, sign_in
 
@@ -80,8 +81,8 @@ def test_revoke_access_removes_consent_and_stops_refresh_tokens(aws, http, user)
     assert response.status_code == 303
     assert response.headers["Location"] == f"{ISS}/account/apps?revoked=1"
     assert aws.store.get_consent(user.user_id, "app_one") is None
-    assert aws.store.get_grant("app_one", first_grant).revoked_at is not None
-    assert aws.store.get_grant("app_one", second_grant).revoked_at is not None
+    for grant_id in (first_grant, second_grant):  # ended by the one write that withdrew the consent
+        assert grant_in_force(aws.store, "app_one", user.user_id, grant_id, clock.now()) is None
     for token in (rotated, second_token):
         failed = refresh(http, "app_one", token)
         assert failed.status_code == 400 and json.loads(failed.body)["error"] == "invalid_grant"
@@ -146,8 +147,9 @@ def test_a_code_issued_before_revoking_access_cannot_be_exchanged_after(aws, htt
     issue_grant(aws, "app_one", user.user_id)
     code, now = new_token(), clock.now()
     grant_id = new_id("gr_")
+    generation = aws.store.get_consent(user.user_id, "app_one").generation
     aws.store.put_code(CodeRecord(digest(code), "app_one", "https://app.example/callback", True, user.user_id,
-                                  "read:analysis", None, grant_id, now, now + 60))
+                                  "read:analysis", None, grant_id, now, now + 60, consent_generation=generation))
     assert revoke(user, "app_one").status_code == 303
 
     auth = "Basic " + base64.b64encode(f"app_one:{SECRET}".encode()).decode()

@@ -45,6 +45,9 @@ class Recorder:
             for item in params["TransactItems"]:
                 ((kind, body),) = item.items()
                 self.calls.add(("dynamodb", TRANSACT_ACTIONS[kind], body["TableName"]))
+        elif service == "dynamodb" and operation == "BatchGetItem":
+            for table in params["RequestItems"]:
+                self.calls.add(("dynamodb", "BatchGetItem", table))
         elif service == "dynamodb" and operation == "TransactGetItems":
             for item in params["TransactItems"]:
                 self.calls.add(("dynamodb", "GetItem", item["Get"]["TableName"]))
@@ -137,20 +140,22 @@ def test_every_call_of_the_request_paths_is_granted_to_the_api_function(aws, rec
     store.put_authorization_request(parked)
     store.get_authorization_request(parked.request_digest)
     store.consume_authorization_request(parked.request_digest)
-    store.save_consent_scopes(user.user_id, client.client_id, ["read:analysis"], now)
+    generation = store.save_consent_scopes(user.user_id, client.client_id, ["read:analysis"], now)
     code = CodeRecord(digest(new_token()), client.client_id, "https://p.example/cb", True, user.user_id,
-                      "read:analysis", None, "grt_p", now, now + 60)
+                      "read:analysis", None, "grt_p", now, now + 60, consent_generation=generation)
     store.put_code(code)
     store.get_code(code.code_digest)
-    grant = GrantRecord("grt_p", client.client_id, user.user_id, "read:analysis", now, now + 3600)
+    grant = GrantRecord("grt_p", client.client_id, user.user_id, "read:analysis", now, now + 3600,
+                        consent_generation=generation)
     first = RefreshTokenRecord(digest(new_token()), grant.grant_id, client.client_id, user.user_id,
-                               "read:analysis", now, now + 3600)
+                               "read:analysis", now, now + 3600, consent_generation=generation)
     store.redeem_code(code, grant, first)
     store.get_grant(client.client_id, grant.grant_id)
     store.get_refresh_token(first.token_digest)
     second = RefreshTokenRecord(digest(new_token()), grant.grant_id, client.client_id, user.user_id,
-                                "read:analysis", now, now + 3600)
+                                "read:analysis", now, now + 3600, consent_generation=generation)
     store.rotate_refresh_token(first, second, "sealed")
+    assert store.get_standing(client.client_id, user.user_id, grant.grant_id).consent is not None
     store.list_client_grant_ids(client.client_id)
     store.get_consent(user.user_id, client.client_id)
     store.list_consents(user.user_id)
@@ -173,7 +178,8 @@ def test_every_call_of_the_request_paths_is_granted_to_the_api_function(aws, rec
 
     actions = {action for _, action, _ in recorder.calls}
     # the recording saw the operations it is meant to check (the guard against a test that checks nothing)
-    assert {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "ConditionCheckItem", "Decrypt"} <= actions
+    assert {"GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "ConditionCheckItem",
+            "Decrypt"} <= actions
     assert_granted(recorder.calls, API_POLICY, aws.settings)
 
 

@@ -177,7 +177,7 @@ def test_store_failure_is_a_503_never_an_answer(clients, http, monkeypatch):
     def unavailable(*_: object) -> None:
         raise StoreUnavailable("ProvisionedThroughputExceededException")
 
-    monkeypatch.setattr(type(clients.store), "get_grant", unavailable)
+    monkeypatch.setattr(type(clients.store), "get_standing", unavailable)
     response = introspect(http, minted.access_token)
     assert response.status_code == 503
     assert json.loads(response.body)["error"] == "temporarily_unavailable"

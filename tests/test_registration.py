@@ -11,6 +11,7 @@ from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import clients as client_auth
 from chalicelib.oauth import registration
 from chalicelib.oauth.errors import InvalidRedirectUri
+from chalicelib.oauth.standing import grant_in_force
 from chalicelib.records import RegistrationTokenRecord
 from tests.developer_support import ISS, issue_grant, plain_user, table_dump
 from tests.token_helpers import CLIENT_LIMITS
@@ -369,12 +370,12 @@ def test_delete_removes_the_client_and_revokes_its_grants(aws, reg, registered):
     user_id = plain_user(aws, "someone@example.com")
     grant_id, _ = issue_grant(aws, client_id, user_id)
     uri, token = registered["registration_client_uri"], registered["registration_access_token"]
+    assert grant_in_force(aws.store, client_id, user_id, grant_id, clock.now()) is not None
     response = manage(reg, "delete", uri, token)
     assert response.status_code == 204
     assert aws.store.get_client(client_id) is None
     assert aws.clients.get(client_id) is None
-    assert aws.store.get_grant(client_id, grant_id).revoked_at is not None
-    assert aws.store.get_consent(user_id, client_id) is None
+    assert grant_in_force(aws.store, client_id, user_id, grant_id, clock.now()) is None  # ends with its client
     assert manage(reg, "get", uri, token).status_code == 401
 
 

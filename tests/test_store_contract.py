@@ -53,23 +53,26 @@ def _client(client_id="app_1", owner_id=None) -> ClientRecord:
                         secrets=[ClientSecret("d1")], created_at=clock.now())
 
 
-def _code(digest="code1", grant_id="gr_1", user_id="usr_1", lifetime=60) -> CodeRecord:
+def _code(digest="code1", grant_id="gr_1", user_id="usr_1", lifetime=60, **authority) -> CodeRecord:
     now = clock.now()
     return CodeRecord(digest, "app_1", "https://app.example/cb", True, user_id, "read:analysis", None, grant_id,
-                      now, now + lifetime)
+                      now, now + lifetime, **authority)
 
 
-def _grant(grant_id="gr_1", user_id="usr_1", lifetime=3600) -> GrantRecord:
-    return GrantRecord(grant_id, "app_1", user_id, "read:analysis", clock.now(), clock.now() + lifetime)
+def _grant(grant_id="gr_1", user_id="usr_1", lifetime=3600, **authority) -> GrantRecord:
+    return GrantRecord(grant_id, "app_1", user_id, "read:analysis", clock.now(), clock.now() + lifetime, **authority)
 
 
-def _refresh(digest="rt1", grant_id="gr_1", user_id="usr_1") -> RefreshTokenRecord:
+def _refresh(digest="rt1", grant_id="gr_1", user_id="usr_1", **authority) -> RefreshTokenRecord:
     now = clock.now()
-    return RefreshTokenRecord(digest, grant_id, "app_1", user_id, "read:analysis", now, now + 3600)
+    return RefreshTokenRecord(digest, grant_id, "app_1", user_id, "read:analysis", now, now + 3600, **authority)
 
 
-def _consented(store, user_id="usr_1") -> None:
-    store.save_consent_scopes(user_id, "app_1", ["read:analysis"], clock.now())
+def _consented(store, user_id="usr_1") -> dict[str, str]:
+    """The consent (and its client), as /authorize leaves them; the authority a code carries."""
+    if store.get_client("app_1") is None:
+        store.create_client(_client())
+    return {"consent_generation": store.save_consent_scopes(user_id, "app_1", ["read:analysis"], clock.now())}
 
 
 def test_a_put_that_must_create_refuses_a_taken_key(store):
@@ -137,72 +140,104 @@ def test_update_client_reapplies_a_change_over_a_concurrent_write(store):
 
 def test_redeeming_a_code_writes_everything_once(store):
     _user(store)
-    _consented(store)
-    code = _code()
+    authority = _consented(store)
+    code = _code(**authority)
     store.put_code(code)
-    store.redeem_code(code, _grant(), _refresh())
+    store.redeem_code(code, _grant(**authority), _refresh(**authority))
     assert store.get_code("code1").used_at is not None
     assert store.get_code("code1", include_used=False) is None
     assert store.get_grant("app_1", "gr_1").active(clock.now())
     assert store.get_refresh_token("rt1") is not None
-    assert store.get_consent("usr_1", "app_1").grant_ids == ["gr_1"]
+    standing = store.get_standing("app_1", "usr_1", "gr_1")
+    assert standing.grant.consent_generation == standing.consent.generation == authority["consent_generation"]
+    assert (standing.client.client_id, standing.user.user_id) == ("app_1", "usr_1")
     with pytest.raises(ConditionFailed):  # the second redemption writes nothing
-        store.redeem_code(code, _grant("gr_2"), _refresh("rt2", "gr_2"))
+        store.redeem_code(code, _grant("gr_2", **authority), _refresh("rt2", "gr_2", **authority))
     assert store.get_grant("app_1", "gr_2") is None and store.get_refresh_token("rt2") is None
-    assert store.get_consent("usr_1", "app_1").grant_ids == ["gr_1"]
 
 
-@pytest.mark.parametrize("obstacle", ["no consent", "user disabled", "user gone", "code expired", "grant exists"])
+OBSTACLES = ["no consent", "consent withdrawn and given again", "user disabled", "user gone", "user bulk-revoked",
+             "client disabled", "client gone", "client bulk-revoked", "code expired", "grant exists"]
+
+
+def _withdraw(store, obstacle: str) -> None:
+    """What each withdrawal writes (one item each), after the code was issued."""
+    if obstacle == "consent withdrawn and given again":
+        store.delete_consent("usr_1", "app_1")
+        _consented(store)
+    elif obstacle == "user bulk-revoked":
+        store.update_user("usr_1", lambda user: setattr(user, "generation", "new"))
+    elif obstacle in ("client disabled", "client bulk-revoked"):
+        changes = {"disabled": True} if obstacle == "client disabled" else {"generation": "new"}
+        store.update_client("app_1", lambda client: client.__dict__.update(changes))
+    elif obstacle == "client gone":
+        store.delete_client(store.get_client("app_1"))
+
+
+@pytest.mark.parametrize("obstacle", OBSTACLES)
 def test_a_failed_redemption_writes_nothing(store, obstacle):
     if obstacle != "user gone":
         _user(store, disabled=obstacle == "user disabled")
-    if obstacle != "no consent":
-        _consented(store)
+    authority = _consented(store) if obstacle != "no consent" else {}
     if obstacle == "grant exists":
         store.put_grant(_grant(user_id="usr_other"))
-    code = _code()
+    code = _code(**authority)
     store.put_code(code)
+    _withdraw(store, obstacle)
     if obstacle == "code expired":
         clock.travel(60)
     with pytest.raises(ConditionFailed):
-        store.redeem_code(code, _grant(), _refresh())
+        store.redeem_code(code, _grant(**authority), _refresh(**authority))
     assert store.get_refresh_token("rt1") is None
     if obstacle != "code expired":
         assert store.get_code("code1").used_at is None
     if obstacle != "grant exists":
         assert store.get_grant("app_1", "gr_1") is None
-    if obstacle != "no consent":
-        assert store.get_consent("usr_1", "app_1").grant_ids == []
+
+
+@pytest.mark.parametrize("obstacle", [o for o in OBSTACLES if o not in ("no consent", "code expired", "grant exists",
+                                                                        "user disabled", "user gone")])
+def test_a_refresh_token_does_not_rotate_once_its_authority_is_withdrawn(store, obstacle):
+    _user(store)
+    authority = _consented(store)
+    store.put_grant(_grant(**authority))
+    old = _refresh(**authority)
+    store.put_refresh_token(old)
+    _withdraw(store, obstacle)
+    with pytest.raises(ConditionFailed):
+        store.rotate_refresh_token(old, _refresh("rt2", **authority), "sealed")
+    assert store.get_refresh_token("rt1").used_at is None and store.get_refresh_token("rt2") is None
 
 
 def test_a_refresh_token_rotates_once_while_its_grant_and_user_stand(store):
     _user(store)
-    store.put_grant(_grant())
-    old = _refresh()
+    authority = _consented(store)
+    store.put_grant(_grant(**authority))
+    old = _refresh(**authority)
     store.put_refresh_token(old)
-    store.rotate_refresh_token(old, _refresh("rt2"), "sealed")
+    store.rotate_refresh_token(old, _refresh("rt2", **authority), "sealed")
     spent = store.get_refresh_token("rt1")
     assert (spent.used_at is not None, spent.successor_digest, spent.grace_response) == (True, "rt2", "sealed")
     with pytest.raises(ConditionFailed):
-        store.rotate_refresh_token(old, _refresh("rt3"), "sealed")
+        store.rotate_refresh_token(old, _refresh("rt3", **authority), "sealed")
     assert store.get_refresh_token("rt3") is None
 
     current = store.get_refresh_token("rt2")
     store.revoke_grant("app_1", "gr_1")
     with pytest.raises(ConditionFailed):
-        store.rotate_refresh_token(current, _refresh("rt4"), "sealed")
+        store.rotate_refresh_token(current, _refresh("rt4", **authority), "sealed")
     assert store.get_refresh_token("rt4") is None and store.get_refresh_token("rt2").used_at is None
 
 
 def test_a_refresh_token_of_a_disabled_user_does_not_rotate(store):
-    user = _user(store)
-    store.put_grant(_grant())
-    old = _refresh()
+    _user(store)
+    authority = _consented(store)
+    store.put_grant(_grant(**authority))
+    old = _refresh(**authority)
     store.put_refresh_token(old)
-    user.disabled = True
-    store.save_user(user)
+    store.update_user("usr_1", lambda user: setattr(user, "disabled", True))
     with pytest.raises(ConditionFailed):
-        store.rotate_refresh_token(old, _refresh("rt2"), "sealed")
+        store.rotate_refresh_token(old, _refresh("rt2", **authority), "sealed")
     assert store.get_refresh_token("rt1").used_at is None and store.get_refresh_token("rt2") is None
 
 
@@ -272,21 +307,34 @@ def test_openid_fields_survive_the_round_trip(store):
     assert store.get_refresh_token("rt9") == refresh
 
 
-def test_consents_keep_their_grant_list_and_list_in_key_order(store):
+def test_a_consent_keeps_its_generation_until_withdrawn_and_lists_in_key_order(store):
     _user(store)
-    for client_id in ("app_2", "app_1"):
-        store.save_consent_scopes("usr_1", client_id, ["read:analysis"], clock.now())
-    code = _code()
-    store.put_code(code)
-    store.redeem_code(code, _grant(), None)
-    store.save_consent_scopes("usr_1", "app_1", ["read:analysis", "read:project"], clock.now())
+    generations = {c: store.save_consent_scopes("usr_1", c, ["read:analysis"], clock.now()) for c in ("app_2", "app_1")}
+    again = store.save_consent_scopes("usr_1", "app_1", ["read:analysis", "read:project"], clock.now())
+    assert again == generations["app_1"] != generations["app_2"]
     consents = store.list_consents("usr_1")
-    assert [(c.client_id, c.scopes, c.grant_ids) for c in consents] == [
-        ("app_1", ["read:analysis", "read:project"], ["gr_1"]),
-        ("app_2", ["read:analysis"], []),
+    assert [(c.client_id, c.scopes, c.generation) for c in consents] == [
+        ("app_1", ["read:analysis", "read:project"], generations["app_1"]),
+        ("app_2", ["read:analysis"], generations["app_2"]),
     ]
     store.delete_consent("usr_1", "app_1")
     assert store.get_consent("usr_1", "app_1") is None
+    assert store.save_consent_scopes("usr_1", "app_1", ["read:analysis"], clock.now()) != generations["app_1"]
+
+
+def test_operator_changes_users_and_reads_by_scan(store):
+    user = _user(store)
+    store.create_client(_client())
+    store.put_registration_token(RegistrationTokenRecord("i1", clock.now(), clock.now() + 60, "team"))
+    assert store.update_user("usr_1", lambda u: setattr(u, "disabled", True)).disabled
+    assert store.get_user("usr_1").disabled and store.update_user("usr_missing", print) is None
+    assert [u.user_id for u in store.scan_users()] == ["usr_1"]
+    assert [c.client_id for c in store.scan_clients()] == ["app_1"]
+    assert [t.description for t in store.scan_registration_tokens()] == ["team"]
+    store.delete_registration_token("i1")
+    assert store.get_registration_token("i1") is None
+    store.delete_user(user)
+    assert store.get_user("usr_1") is None and store.find_user_id("ada@example.com") is None
 
 
 def test_rate_windows_count_and_expire(store):

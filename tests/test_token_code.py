@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -287,10 +288,18 @@ def test_f15_identical_replay_is_never_a_cached_success(http, world):
     assert first["access_token"] not in second.body.decode()
 
 
-def test_consent_lists_the_grant_after_the_exchange(http, world):
+@pytest.mark.store("dynamo")  # measures the stored item
+def test_the_grant_is_issued_under_the_consent_and_the_consent_does_not_grow(http, world):
+    """Revoking access ends the grant through the consent's generation, so the consent keeps no list of
+    grants: it stays the same size however many codes are exchanged (the 400 KB item limit, issue 11)."""
     c1 = world.clients["C1"]
-    world.store.save_consent_scopes(world.user_id, c1.client_id, ["read:analysis", "write:analysis"], clock.now())
-    code = world.issue_code(c1)
-    tokens_of(exchange(http, c1, code))
-    grant_id = world.store.get_code(digest(code)).grant_id
-    assert grant_id in world.store.get_consent(world.user_id, c1.client_id).grant_ids
+    sizes = []
+    for _ in range(3):
+        code = world.issue_code(c1)
+        tokens_of(exchange(http, c1, code))
+        grant = world.store.get_grant(c1.client_id, world.store.get_code(digest(code)).grant_id)
+        consent = world.store.get_consent(world.user_id, c1.client_id)
+        assert grant.consent_generation == consent.generation is not None
+        sizes.append(len(json.dumps(world.store._get(f"user#{world.user_id}", f"consent#{c1.client_id}")
+                                    .serialize(), sort_keys=True)))
+    assert sizes[0] == sizes[1] == sizes[2]

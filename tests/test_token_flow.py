@@ -37,7 +37,8 @@ def test_a_code_from_authorize_redeems_once_and_its_tokens_refresh(http, aws):
     assert tokens["scope"] == "read:analysis read:project"
     claims = aws.access_tokens.verify(tokens["access_token"], aws.settings.api_audience)
     assert claims.sub == user.user_id and claims.client_id == "c1"
-    assert claims.grant_id in aws.store.get_consent(user.user_id, "c1").grant_ids
+    grant = aws.store.get_grant("c1", claims.grant_id)  # issued under the consent the user just gave
+    assert grant.consent_generation == aws.store.get_consent(user.user_id, "c1").generation is not None
 
     refreshed = tokens_of(post_token(http, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
                                      c1))

@@ -83,7 +83,7 @@ class World:
         code = new_token()
         now = clock.now()
         # /authorize records the consent before it issues a code; redemption requires it to stand
-        self.store.save_consent_scopes(user_id or self.user_id, client.client_id, scope.split(), now)
+        generation = self.store.save_consent_scopes(user_id or self.user_id, client.client_id, scope.split(), now)
         self.store.put_code(
             CodeRecord(
                 code_digest=digest(code),
@@ -97,6 +97,7 @@ class World:
                 auth_time=now,
                 expires_at=now + lifetime,
                 resources=list(resources or []),
+                consent_generation=generation,
             )
         )
         return code

@@ -94,7 +94,7 @@ class AuthorizationStore(Protocol):
     def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None: ...
     def save_consent_scopes(
         self, user_id: str, client_id: str, scopes: list[str], granted_at: int, resources: list[str] | None = None
-    ) -> None: ...
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -397,15 +397,17 @@ class AuthorizationFlow:
                 raise RedirectError(LoginRequired("the user is not signed in"), request.client, request.redirect_uri,
                                     request.state)
             assert session is not None
-            if not self._consent_remembered(request, session.user_id):
+            consent = self._remembered_consent(request, session.user_id)
+            if consent is None:
                 error = ConsentRequired("the user has not approved this application")
                 raise RedirectError(error, request.client, request.redirect_uri, request.state)
-            return self._redirect_with_code(request, session)
+            return self._redirect_with_code(request, session, consent.generation)
         if login_asked or not self.signed_in_for(request, session):
             return Step("login", request_id=self._park(request))
         assert session is not None
-        if "consent" not in request.prompt and self._consent_remembered(request, session.user_id):
-            return self._redirect_with_code(request, session)
+        consent = self._remembered_consent(request, session.user_id) if "consent" not in request.prompt else None
+        if consent is not None:
+            return self._redirect_with_code(request, session, consent.generation)
         return Step("consent", request_id=self._park(request))
 
     # -- resumption after login: /consent?request=... --
@@ -417,9 +419,10 @@ class AuthorizationFlow:
         assert session is not None
         try:
             with unavailable_redirects(request):
-                if "consent" not in request.prompt and self._consent_remembered(request, session.user_id):
+                consent = None if "consent" in request.prompt else self._remembered_consent(request, session.user_id)
+                if consent is not None:
                     self._consume(request_id)
-                    return self._redirect_with_code(request, session), request
+                    return self._redirect_with_code(request, session, consent.generation), request
         except RedirectError as unavailable:
             return self._error_step(unavailable, session), request
         return Step("consent", request_id=request_id), request
@@ -435,8 +438,8 @@ class AuthorizationFlow:
                 raise RedirectError(AccessDenied("the user denied the request"), request.client, request.redirect_uri,
                                     request.state)
             with unavailable_redirects(request):
-                self._remember_consent(request, session.user_id)
-                return self._redirect_with_code(request, session)
+                generation = self._remember_consent(request, session.user_id)
+                return self._redirect_with_code(request, session, generation)
         except RedirectError as error:
             return self._error_step(error, session)
 
@@ -478,7 +481,13 @@ class AuthorizationFlow:
         return max_age is None or self.clock() - session.auth_time <= max_age
 
     def parked(self, request_id: str | None) -> AuthorizationRequest:
-        """The parked request (unexpired, not yet consumed) with its client; ParkedRequestGone otherwise."""
+        """The parked request (unexpired, not yet consumed), re-checked against the client as it is now;
+        ParkedRequestGone otherwise, never a redirect.
+
+        The owner may have changed the app while the user was signing in: a redirect URI no longer
+        registered is never used (the request is gone), and a withdrawn scope is dropped (the token
+        response names the scope actually granted, RFC 6749 §3.3); nothing left to grant: gone.
+        """
         if not request_id or len(request_id) > MAX_REQUEST_ID:
             raise ParkedRequestGone()
         record = self.store.get_authorization_request(digest(request_id))
@@ -490,11 +499,16 @@ class AuthorizationFlow:
         servers = tuple(self.resources.get(identifier) for identifier in record.resources)
         if None in servers:  # a resource server deleted while the user was signing in
             raise ParkedRequestGone()
+        if match_redirect_uri(client, record.redirect_uri) != record.redirect_uri:
+            raise ParkedRequestGone()
+        scopes = [s for s in record.scope.split(" ") if s in client.scopes]
+        if not scopes:
+            raise ParkedRequestGone()
         return AuthorizationRequest(
             client=client,
             redirect_uri=record.redirect_uri,
             redirect_uri_given=record.redirect_uri_given,
-            scopes=record.scope.split(" "),
+            scopes=scopes,
             state=record.state,
             code_challenge=record.code_challenge,
             prompt=frozenset(record.prompt),
@@ -531,34 +545,40 @@ class AuthorizationFlow:
         except ConditionFailed:
             raise ParkedRequestGone() from None
 
-    def _consent_remembered(self, request: AuthorizationRequest, user_id: str) -> bool:
-        """A remembered consent answers for the user only when the client's identity is assured."""
+    def _remembered_consent(self, request: AuthorizationRequest, user_id: str) -> ConsentRecord | None:
+        """The user's consent when it already covers every requested scope and may answer for the user
+        (only when the client's identity is assured); None otherwise."""
         if not consent_may_be_remembered(request.client, request.redirect_uri):
-            return False
+            return None
         consent = self.store.get_consent(user_id, request.client.client_id)
-        return (consent is not None and set(request.scopes) <= set(consent.scopes)
-                and self._audiences(request.resource_ids) <= self._audiences(consent.resources))
+        covered = (consent is not None and set(request.scopes) <= set(consent.scopes)
+                   and self._audiences(request.resource_ids) <= self._audiences(consent.resources))
+        return consent if covered else None
 
     def _audiences(self, resource_ids: list[str]) -> set[str]:
         """Resources consented to or asked for; none named means the Clipron API."""
         return set(resource_ids or [self.resources.default.identifier])
 
-    def _remember_consent(self, request: AuthorizationRequest, user_id: str) -> None:
+    def _remember_consent(self, request: AuthorizationRequest, user_id: str) -> str:
+        """Save what the user approved; returns the consent's generation (the code is issued under it)."""
         previous = self.store.get_consent(user_id, request.client.client_id)
         granted = set(request.scopes) | set(previous.scopes if previous else [])
         allowed = set(request.client.scopes)  # a scope the client lost is not remembered
         audiences = self._audiences(request.resource_ids) | (self._audiences(previous.resources) if previous else set())
-        self.store.save_consent_scopes(user_id, request.client.client_id, sorted(granted & allowed), self.clock(),
-                                       sorted(audiences))
+        generation = self.store.save_consent_scopes(user_id, request.client.client_id, sorted(granted & allowed),
+                                                    self.clock(), sorted(audiences))
         audit.emit("consent.granted", user_id=user_id, client_id=request.client.client_id, scope=request.scope)
+        return generation
 
-    def _redirect_with_code(self, request: AuthorizationRequest, session: SessionRecord) -> Step:
-        code = self.issue_code(request, session)
+    def _redirect_with_code(self, request: AuthorizationRequest, session: SessionRecord,
+                            consent_generation: str | None) -> Step:
+        code = self.issue_code(request, session, consent_generation)
         return Step("redirect", location=redirect_location(request.redirect_uri, [("code", code)], request.state,
                                                            self.issuer))
 
-    def issue_code(self, request: AuthorizationRequest, session: SessionRecord) -> str:
-        """A 256-bit code, stored only as its digest, bound to everything /token must check."""
+    def issue_code(self, request: AuthorizationRequest, session: SessionRecord, consent_generation: str | None) -> str:
+        """A 256-bit code, stored only as its digest, bound to everything /token must check, including
+        the generations of the client, user and consent it is issued under (records.Authority)."""
         code = new_token()
         now = self.clock()
         record = CodeRecord(
@@ -577,6 +597,9 @@ class AuthorizationFlow:
             sid=session.sid,
             id_token_claims=request.oidc.id_token_claims,
             userinfo_claims=request.oidc.userinfo_claims,
+            client_generation=request.client.generation,
+            user_generation=session.user_generation,
+            consent_generation=consent_generation,
         )
         self.store.put_code(record)
         audit.emit("code.issued", user_id=record.user_id, client_id=record.client_id, grant_id=record.grant_id)

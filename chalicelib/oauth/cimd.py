@@ -20,7 +20,7 @@ from chalicelib import strict_json
 from chalicelib.oauth import registration
 from chalicelib.oauth.errors import OAuthError
 from chalicelib.outbound import Fetched, FetchRefused
-from chalicelib.records import ClientRecord
+from chalicelib.records import ClientRecord, is_metadata_client_id
 
 log = logging.getLogger("clipron.oauth")
 
@@ -46,7 +46,7 @@ class MetadataClientStore(Protocol):
 
 def is_metadata_url(client_id: str) -> bool:
     """The shape that says "fetch me" (registered client ids never start like this)."""
-    return client_id.startswith("https://")
+    return is_metadata_client_id(client_id)
 
 
 def valid_metadata_url(url: str) -> bool:

@@ -16,7 +16,7 @@ from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.cimd import MAX_METADATA_URL, app_ref, client_id_from_ref, document_host, is_metadata_url
 from chalicelib.oauth.clients import MAX_CLIENT_ID
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, InvalidRequest, TemporarilyUnavailable
-from chalicelib.records import ClientRecord, ConditionFailed, ConsentRecord, GrantRecord, OwnedApp
+from chalicelib.records import ClientRecord, ConditionFailed, ConsentRecord, OwnedApp
 
 # the choices Developer Settings offers, in the order the form shows them
 APP_TYPE_LABELS = {
@@ -38,8 +38,6 @@ class DeveloperStore(Protocol):
     ) -> ClientRecord | None: ...
     def delete_client(self, client: ClientRecord) -> None: ...
     def list_owned_apps(self, owner_id: str) -> list[OwnedApp]: ...
-    def list_client_grants(self, client_id: str) -> list[GrantRecord]: ...
-    def revoke_grant(self, client_id: str, grant_id: str) -> None: ...
     def list_consents(self, user_id: str) -> list[ConsentRecord]: ...
     def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None: ...
     def delete_consent(self, user_id: str, client_id: str) -> None: ...
@@ -106,17 +104,13 @@ def _check_owner(client: ClientRecord | None, user_id: str) -> None:
 
 
 def delete_application(store: DeveloperStore, cache: ClientCache, client: ClientRecord, via: str) -> None:
-    """Revoke every grant the client holds (its refresh tokens and access tokens die with them), forget
-    the users' consents to it, then delete it. Grants go first: a failure half-way leaves the client in
-    place for a retry, never a live token of a deleted client."""
-    grants = store.list_client_grants(client.client_id)  # one Query; no re-read per grant
-    for grant in grants:
-        store.revoke_grant(client.client_id, grant.grant_id)
-    for user_id in {grant.user_id for grant in grants}:
-        store.delete_consent(user_id, client.client_id)
+    """Delete the client: one write, however many grants it has. Every grant, refresh token and code of
+    it stops with it (issuance and refresh condition on the client item, introspection reads it:
+    oauth/standing.py); the users' consents to it are left behind, unlisted (Connected apps skips
+    apps that no longer exist) and unusable (a new client never has the old id)."""
     store.delete_client(client)
     cache.forget(client.client_id)
-    audit.emit("client.deleted", client_id=client.client_id, via=via, grants=len(grants))
+    audit.emit("client.deleted", client_id=client.client_id, via=via)
 
 
 class Developer:
@@ -231,13 +225,12 @@ class Developer:
         return (client.name, client.verified) if client is not None else None
 
     def revoke_access(self, user_id: str, client_ref: str) -> None:
-        """Withdraw the user's consent and revoke every grant it produced, so their refresh tokens stop working."""
+        """Withdraw the user's consent: one write ends every grant issued under it, however many there are
+        (their refresh tokens and access tokens go inactive, and a code not yet exchanged cannot be)."""
         client_id = client_id_from_ref(client_ref)
         longest = MAX_METADATA_URL if is_metadata_url(client_id) else MAX_CLIENT_ID
         consent = self.store.get_consent(user_id, client_id) if client_id and len(client_id) <= longest else None
         if consent is None:
             raise AppNotFound()
-        for grant_id in consent.grant_ids:
-            self.store.revoke_grant(client_id, grant_id)
         self.store.delete_consent(user_id, client_id)
-        audit.emit("consent.withdrawn", user_id=user_id, client_id=client_id, grants=len(consent.grant_ids))
+        audit.emit("consent.withdrawn", user_id=user_id, client_id=client_id)

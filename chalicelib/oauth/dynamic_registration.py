@@ -160,6 +160,8 @@ class Registrar:
         """The client the registration access token belongs to; an unknown client and a wrong token look alike."""
         token = bearer_token(authorization)
         client = self.store.get_client(client_id) if 0 < len(client_id) <= MAX_CLIENT_ID else None
+        if client is not None and client.disabled:  # an operator disabled it: refused everywhere, alike
+            client = None
         stored = client.registration_token_digest if client is not None else None
         if not digests_equal(digest(token), stored or _NO_CLIENT_DIGEST) or client is None or stored is None:
             raise _unauthorised("the registration access token is invalid")

@@ -28,6 +28,7 @@ from chalicelib.oauth.errors import (
 from chalicelib.oauth.id_tokens import Authentication, IdTokens
 from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api, scopes_for
 from chalicelib.oauth.scopes import OPENID, format_scope, parse_scope, resolve
+from chalicelib.oauth.standing import current_scope, grant_in_force
 from chalicelib.oauth.token_exchange import exchange
 from chalicelib.oauth.tokens import CLIENT_SUBJECT_PREFIX, AccessTokens
 from chalicelib.oauth.userinfo import user_claims
@@ -38,7 +39,7 @@ from chalicelib.records import (
     GrantRecord,
     RefreshTokenRecord,
     ResourceServerRecord,
-    UserRecord,
+    Standing,
 )
 from chalicelib.settings import Settings
 
@@ -53,7 +54,7 @@ class TokenStore(Protocol):
     def redeem_code(self, code: CodeRecord, grant: GrantRecord, refresh_token: RefreshTokenRecord | None) -> None: ...
     def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None: ...
     def revoke_grant(self, client_id: str, grant_id: str) -> None: ...
-    def get_user(self, user_id: str) -> UserRecord | None: ...
+    def get_standing(self, client_id: str, user_id: str, grant_id: str) -> Standing: ...
     def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None: ...
     def rotate_refresh_token(self, old: RefreshTokenRecord, new: RefreshTokenRecord, grace_response: str) -> None: ...
 
@@ -107,20 +108,22 @@ class TokenEndpoint:
     # -- authorization_code (RFC 6749 §4.1.3, RFC 7636 §4.6) --
     def authorization_code(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
         code = self._redeemable_code(client, form)
+        granted = _still_allowed(code.scope, client)
         server = self.directory.pick(form.get("resource"), code.resources)
-        scope = _narrowed(form.get("scope"), format_scope(scopes_for(server, code.scope.split())))
+        scope = _narrowed(form.get("scope"), format_scope(scopes_for(server, granted.split())))
         now = self.clock()
         grant = GrantRecord(
             grant_id=code.grant_id,
             client_id=client.client_id,
             user_id=code.user_id,
-            scope=code.scope,
+            scope=granted,
             created_at=now,
             expires_at=now + self.settings.refresh_absolute_seconds,
             resources=code.resources,
             auth_time=code.auth_time,
             sid=code.sid,
             userinfo_claims=code.userinfo_claims,
+            **code.authority(),  # the redemption conditions on it; refreshes and introspection compare it
         )
         body = self._user_access_token(grant, scope, server)  # signed before anything is written
         if _wants_id_token(code.scope, form.get("scope")):
@@ -160,11 +163,12 @@ class TokenEndpoint:
         raise InvalidGrant("the code was already used; the tokens issued from it are revoked")
 
     def _lost_redemption(self, code: CodeRecord) -> None:
-        """The transaction's condition failed: the code was used meanwhile (reuse), expired, the user is
-        gone, or the user revoked the app's access since the code was issued."""
+        """The transaction's condition failed: the code was used meanwhile (reuse), expired, or the authority
+        it was issued under was withdrawn since (access revoked, app deleted, client or user disabled)."""
         current = self.store.get_code(code.code_digest)
         if current is not None and current.used_at is not None:
             self._replayed(code)
+        self.clients.forget(code.client_id)  # this instance's copy of the client may be what changed
         raise InvalidGrant("the code is invalid, expired or already used")
 
     # -- refresh_token (RFC 6749 §6, RFC 9700 §4.14.2) --
@@ -179,18 +183,20 @@ class TokenEndpoint:
             raise InvalidGrant("the refresh token was not issued to this client")
         if record.used_at is not None:
             return self._repeated_refresh(record, presented, requested, resource)
-        return self._rotate(record, presented, requested, resource)
+        return self._rotate(record, _still_allowed(record.scope, client), presented, requested, resource)
 
     def _rotate(
-        self, record: RefreshTokenRecord, presented: str, requested: str | None, resource: str | None
+        self, record: RefreshTokenRecord, granted: str, presented: str, requested: str | None, resource: str | None
     ) -> dict[str, Any]:
-        """A new access token and successor; the response is sealed on the spent token for the grace window."""
+        """A new access token and successor (within what the client may still ask for); the response is
+        sealed on the spent token for the grace window."""
         server = self.directory.pick(resource, record.resources)  # any resource of the grant, never a new one
-        scope = _narrowed(requested, format_scope(scopes_for(server, record.scope.split())))
+        scope = _narrowed(requested, format_scope(scopes_for(server, granted.split())))
         now = self.clock()
         absolute = record.grant_expires_at or self._grant_expiry(record)
-        grant = GrantRecord(record.grant_id, record.client_id, record.user_id, record.scope, now, absolute,
-                            resources=record.resources, auth_time=record.auth_time, sid=record.sid)
+        grant = GrantRecord(record.grant_id, record.client_id, record.user_id, granted, now, absolute,
+                            resources=record.resources, auth_time=record.auth_time, sid=record.sid,
+                            **record.authority())
         body = self._user_access_token(grant, scope, server)
         if _wants_id_token(record.scope, requested) and record.auth_time is not None:
             # OIDC Core §12.2: same iss, sub, aud, azp and auth_time as at the login; a new iat; no nonce
@@ -231,12 +237,8 @@ class TokenEndpoint:
         successor = self.store.get_refresh_token(record.successor_digest) if record.successor_digest else None
         if successor is None or successor.used_at is not None:
             return None
-        grant = self.store.get_grant(record.client_id, record.grant_id)
-        if grant is None or not grant.active(now):
+        if grant_in_force(self.store, record.client_id, record.user_id, record.grant_id, now) is None:
             raise InvalidGrant("the grant of this refresh token was revoked or has expired")
-        user = self.store.get_user(record.user_id)
-        if user is None or user.disabled:
-            raise InvalidGrant("the user of this refresh token is no longer active")
         opened = open_with_token(presented, GRACE_PURPOSE, record.grace_response or "")
         if opened is None:
             return None
@@ -312,6 +314,7 @@ class TokenEndpoint:
             resources=grant.resources,
             auth_time=grant.auth_time,
             sid=grant.sid,
+            **grant.authority(),  # so a refresh conditions on it without reading the grant
         )
 
 
@@ -346,6 +349,14 @@ def _wants_id_token(granted: str, requested: str | None) -> bool:
     whichever resource the access token is for, unless the request narrowed the scope without openid."""
     narrowed = parse_scope(requested)
     return OPENID in granted.split() and (narrowed is None or OPENID in narrowed)
+
+
+def _still_allowed(scope: str, client: ClientRecord) -> str:
+    """A grant keeps only the scopes its client may still ask for (its owner can withdraw one)."""
+    allowed = current_scope(scope, client)
+    if not allowed:
+        raise InvalidGrant("none of the granted scopes is still allowed for this client")
+    return allowed
 
 
 def _narrowed(requested: str | None, granted: str) -> str:

@@ -7,9 +7,15 @@ as `{"active": false}`, exactly like an unknown one, so introspection is no orac
 clients' tokens. Access tokens of every resource server (RFC 8707 audiences) are answered; the
 client a resource server record names (its `client_id`) also learns about that resource's tokens.
 
-Cost: an access token is verified offline (signature, issuer, type, times), then its grant is read
-by key with one consistent GetItem (revocation must be visible); a client_credentials token has no
-grant and needs no read. A refresh token costs two reads (the token, then its grant).
+A token is active only while what it was issued under is in force (oauth/standing.py): its grant
+is neither revoked nor expired, and its client, user and consent still stand, enabled, with the
+generations the grant recorded. A client_credentials token has no grant: it is active while its
+client exists and is enabled (a deleted machine app's tokens are inactive at once).
+
+Cost: an access token is verified offline (signature, issuer, type, times), then its grant, client,
+user and consent are read by key with one consistent BatchGetItem (revocation must be visible); a
+client_credentials token costs one consistent GetItem (its client). A refresh token costs two calls
+(the token, then the same batch).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, Callable
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.errors import InvalidClient, InvalidToken
 from chalicelib.oauth.resource_servers import ResourceDirectory
+from chalicelib.oauth.standing import client_in_force, grant_in_force
 from chalicelib.oauth.tokens import MAX_TOKEN_LENGTH, AccessTokens
 from chalicelib.records import ClientRecord, ResourceServerRecord
 from chalicelib.store.dynamo import DynamoStore
@@ -41,12 +48,6 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-def grant_active(store: DynamoStore, client_id: str, grant_id: str, now: int) -> bool:
-    """Is the grant (the family of a user's tokens) still standing? One consistent read by key."""
-    grant = store.get_grant(client_id, grant_id)
-    return grant is not None and grant.active(now)
-
-
 class Introspector:
     def __init__(self, store: DynamoStore, access_tokens: AccessTokens, resources: ResourceDirectory,
                  clock: Callable[[], int]) -> None:
@@ -64,8 +65,8 @@ class Introspector:
             return self._access_token(caller, token)
         return self._refresh_token(caller, token)
 
-    def _grant_active(self, client_id: str, grant_id: str) -> bool:
-        return grant_active(self.store, client_id, grant_id, self.clock())
+    def _in_force(self, client_id: str, user_id: str, grant_id: str) -> bool:
+        return grant_in_force(self.store, client_id, user_id, grant_id, self.clock()) is not None
 
     @staticmethod
     def _may_inspect(caller: ClientRecord, token_client_id: str, server: ResourceServerRecord | None = None) -> bool:
@@ -83,7 +84,10 @@ class Introspector:
         server = self.resources.get(claims.aud)  # cached; a deleted resource server's tokens are inactive
         if server is None or not self._may_inspect(caller, claims.client_id, server):
             return inactive()
-        if claims.grant_id is not None and not self._grant_active(claims.grant_owner, claims.grant_id):
+        if claims.grant_id is None:  # client_credentials: active while its client exists and is enabled
+            if not client_in_force(self.store.get_client(claims.client_id)):
+                return inactive()
+        elif not self._in_force(claims.grant_owner, claims.sub, claims.grant_id):
             return inactive()
         return {
             "active": True,
@@ -102,7 +106,7 @@ class Introspector:
         record = self.store.get_refresh_token(digest(token))  # None when unknown or expired
         if record is None or record.used_at is not None or not self._may_inspect(caller, record.client_id):
             return inactive()
-        if not self._grant_active(record.client_id, record.grant_id):
+        if not self._in_force(record.client_id, record.user_id, record.grant_id):
             return inactive()
         return {
             "active": True,

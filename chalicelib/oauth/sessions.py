@@ -2,7 +2,9 @@
 
 A session id is a 256-bit random value held only in an HttpOnly cookie; the table stores its
 digest. CSRF tokens are derived from the session (or pre-session) id and a purpose, so they need
-no storage and cannot be forged without the cookie.
+no storage and cannot be forged without the cookie. A session counts only while its user exists,
+is enabled and keeps the generation it had at sign-in: disabling a user, revoking their grants or
+resetting their password ends their sessions too (one GetItem of the user per page).
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 from typing import Callable, Protocol
 
 from chalicelib.crypto.secrets import derived_token, digest, digests_equal, new_id, new_token
-from chalicelib.records import SessionRecord
+from chalicelib.records import SessionRecord, UserRecord
 
 
 class SessionStore(Protocol):
     def put_session(self, session: SessionRecord) -> None: ...
     def get_session(self, session_digest: str) -> SessionRecord | None: ...
     def delete_session(self, session_digest: str) -> None: ...
+    def get_user(self, user_id: str) -> UserRecord | None: ...
 
 
 MAX_SESSION_ID = 128
@@ -28,18 +31,26 @@ class Sessions:
         self.lifetime = lifetime
         self.clock = clock
 
-    def start(self, user_id: str) -> tuple[str, SessionRecord]:
-        """A new session (always a new id: no fixation from a pre-login id)."""
+    def start(self, user_id: str, user_generation: str | None = None) -> tuple[str, SessionRecord]:
+        """A new session (always a new id: no fixation from a pre-login id), under the user's generation."""
         session_id = new_token()
         now = self.clock()
-        record = SessionRecord(digest(session_id), user_id, now, now + self.lifetime, sid=new_id())
+        record = SessionRecord(digest(session_id), user_id, now, now + self.lifetime, sid=new_id(),
+                               user_generation=user_generation)
         self.store.put_session(record)
         return session_id, record
 
     def resolve(self, session_id: str | None) -> SessionRecord | None:
+        """The live session of a still-enabled user whose grants were not revoked since sign-in; else None."""
         if not session_id or len(session_id) > MAX_SESSION_ID:
             return None
-        return self.store.get_session(digest(session_id))
+        session = self.store.get_session(digest(session_id))
+        if session is None:
+            return None
+        user = self.store.get_user(session.user_id)
+        if user is None or user.disabled or user.generation != session.user_generation:
+            return None
+        return session
 
     def end(self, session_id: str | None) -> None:
         if session_id and len(session_id) <= MAX_SESSION_ID:

@@ -12,7 +12,8 @@ grant, trades the agent's token for one whose audience is the other resource:
 - `scope` (default: all that fit) must lie within both the subject token's scope and what the target
   accepts.
 - The new token keeps `sub` and the grant, names the caller in `act` (nesting any earlier actor,
-  §4.1), never outlives the subject token, and is refused once the grant is revoked (read by key).
+  §4.1), never outlives the subject token, and is refused once the grant is no longer in force
+  (oauth/standing.py: revoked, access withdrawn, app or user deleted or disabled; one read).
 
 Errors (§2.2.2): a missing, invalid or unacceptable subject token is `invalid_request`; an unknown
 target is `invalid_target`; a widened scope `invalid_scope`; a client without the grant type
@@ -24,9 +25,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from chalicelib.oauth.errors import InvalidRequest, InvalidScope, InvalidToken
-from chalicelib.oauth.introspection import grant_active
 from chalicelib.oauth.resource_servers import InvalidTarget, ResourceDirectory
 from chalicelib.oauth.scopes import format_scope, parse_scope
+from chalicelib.oauth.standing import grant_in_force
 from chalicelib.oauth.tokens import CLIENT_SUBJECT_PREFIX, AccessTokenClaims, AccessTokens
 from chalicelib.records import ClientRecord, ResourceServerRecord
 from chalicelib.store.dynamo import DynamoStore
@@ -50,7 +51,9 @@ def exchange(
         raise InvalidTarget("the target must be another resource than the subject token's")
     scope = _scope(form.get("scope"), subject, target)
     now = clock()
-    if subject.grant_id is None or not grant_active(store, subject.grant_owner, subject.grant_id, now):
+    in_force = subject.grant_id is not None and grant_in_force(
+        store, subject.grant_owner, subject.sub, subject.grant_id, now) is not None  # revoked, withdrawn, disabled
+    if not in_force:
         raise InvalidRequest("the subject token's authorization was revoked or has expired")
     actor: dict[str, Any] = {"sub": CLIENT_SUBJECT_PREFIX + client.client_id, "client_id": client.client_id}
     if subject.act:

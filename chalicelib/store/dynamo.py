@@ -20,7 +20,6 @@ from pynamodb.attributes import (
     JSONAttribute,
     NumberAttribute,
     UnicodeAttribute,
-    UnicodeSetAttribute,
 )
 from pynamodb.connection import Connection, TableConnection
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
@@ -30,6 +29,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.clock import now as clock_now
 from chalicelib.records import (
     AlreadyExists,
+    Authority,
     AuthorizationRequestRecord,
     ClientRecord,
     ClientSecret,
@@ -44,9 +44,12 @@ from chalicelib.records import (
     ResourceServerRecord,
     SessionRecord,
     SigningKeyRecord,
+    Standing,
     StoreUnavailable,
     UserRecord,
+    is_metadata_client_id,
     live,
+    new_generation,
 )
 from chalicelib.settings import Settings
 
@@ -90,7 +93,7 @@ class Item(_SharedConnectionModel):
     used_at = NumberAttribute(null=True)
     revoked_at = NumberAttribute(null=True)
     count = NumberAttribute(null=True)
-    grant_ids = UnicodeSetAttribute(null=True)
+    generation = UnicodeAttribute(null=True)  # client, user, consent: what issuance conditions on (Authority)
     successor_digest = UnicodeAttribute(null=True)
     grace_response = UnicodeAttribute(null=True)
     disabled = BooleanAttribute(null=True)  # top level so a transaction can condition on a live, enabled user
@@ -193,7 +196,7 @@ def _only_conditions_failed(error: PynamoDBException) -> bool:
 # --- record <-> item -------------------------------------------------------------------------
 
 _NUMBERS = ("expires_at", "used_at", "revoked_at")
-_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response", "disabled")
+_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response", "disabled", "generation")
 
 
 def _item(kind: str, pk: str, sk: str, record: Any) -> Item:
@@ -217,6 +220,10 @@ def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None)
     if now is not None and not live(values.get("expires_at"), now):
         return None
     return cls(**values)
+
+
+def _generation_is(value: str | None) -> Any:
+    return Item.generation.does_not_exist() if value is None else (Item.generation == value)
 
 
 def _client_record(item: Item | None, now: int | None = None) -> ClientRecord | None:
@@ -253,7 +260,8 @@ class DynamoStore:
     def _holds(self, item: Item) -> bool:
         """Whether the stored item at `item`'s key carries `item`'s data (the read-back of a lost answer)."""
         stored = self._get(item.pk, item.sk)
-        return stored is not None and stored.data == item.data and stored.kind == item.kind
+        return (stored is not None and stored.data == item.data and stored.kind == item.kind
+                and stored.disabled == item.disabled and stored.generation == item.generation)
 
     def _put(self, item: Item) -> None:
         with _translated():
@@ -325,23 +333,35 @@ class DynamoStore:
         """Read, `change`, write back: conditional on the stored client being the one `change` saw, so
         a concurrent rotation or edit is never overwritten (the change is re-applied to the fresh item).
         None when the client does not exist; exceptions from `change` abort with nothing written."""
+        client = self._update(f"client#{client_id}", "client", _client_record, self._client_item, change, attempts)
+        if client is not None and client.owner_id:
+            self._put(self._owned_app_item(client))
+        return client
+
+    def _update[R](
+        self, pk: str, sk: str, load: Callable[[Item | None], R | None], dump: Callable[[R], Item],
+        change: Callable[[R], None], attempts: int,
+    ) -> R | None:
+        """Read, change, write back on the condition that the item is still the one read (else again)."""
         for _ in range(attempts):
-            item = self._get(f"client#{client_id}", "client")
-            client = _client_record(item)
-            if item is None or client is None:
+            item = self._get(pk, sk)
+            record = load(item)
+            if item is None or record is None:
                 return None
-            change(client)
-            changed = self._client_item(client)
+            change(record)
+            changed = dump(record)
+            unchanged = Item.pk.exists() & (Item.data == item.data)
+            for name in ("disabled", "generation"):
+                attribute, value = getattr(Item, name), getattr(item, name)
+                unchanged &= attribute.does_not_exist() if value is None else (attribute == value)
             try:
                 with _translated():
-                    changed.save(condition=Item.pk.exists() & (Item.data == item.data))
+                    changed.save(condition=unchanged)
             except ConditionFailed:
                 if not self._holds(changed):  # else: our own write, retried after a lost answer
                     continue
-            if client.owner_id:
-                self._put(self._owned_app_item(client))
-            return client
-        raise ConditionFailed("the client changed on every attempt")
+            return record
+        raise ConditionFailed("the item changed on every attempt")
 
     def delete_client(self, client: ClientRecord) -> None:
         with _translated(), _transaction() as transaction:
@@ -386,6 +406,23 @@ class DynamoStore:
             return None
         return (item.data or {}).get("user_id")
 
+    def update_user(self, user_id: str, change: Callable[[UserRecord], None]) -> UserRecord | None:
+        """Change a user without overwriting a concurrent change (see update_client); None when absent."""
+
+        def load(item: Item | None) -> UserRecord | None:
+            return _record(UserRecord, item)
+
+        def dump(user: UserRecord) -> Item:
+            return _item("user", f"user#{user.user_id}", "user", user)
+
+        return self._update(f"user#{user_id}", "user", load, dump, change, 3)
+
+    def delete_user(self, user: UserRecord) -> None:
+        """The user and its email item (operator command); its grants stop with it (oauth/standing.py)."""
+        with _translated(), TransactWrite(connection=shared_connection()) as transaction:
+            transaction.delete(Item(f"user#{user.user_id}", "user"))
+            transaction.delete(Item(f"email#{user.email}", "email"))
+
     # -- sessions --
     def put_session(self, session: SessionRecord) -> None:
         self._put_new(_item("session", f"session#{session.session_digest}", "session", session))
@@ -426,10 +463,11 @@ class DynamoStore:
         grant: GrantRecord,
         refresh_token: RefreshTokenRecord | None,
     ) -> None:
-        """Mark the code used, write the grant, the refresh token and the consent's grant list: all or nothing.
+        """Mark the code used, write the grant and the refresh token: all or nothing, and only while the
+        client, the user and the consent still stand with the generations the code was issued under.
 
-        Raises ConditionFailed when the code was already used or has expired meanwhile, its user is
-        gone or disabled, or the user withdrew the consent.
+        Raises ConditionFailed when the code was already used or has expired meanwhile, the client or
+        user is gone, disabled or bulk-revoked, or the user withdrew the consent.
         """
         now = self.clock()
         code_item = Item(f"code#{code.code_digest}", "code")
@@ -458,23 +496,44 @@ class DynamoStore:
             transaction.save(self._grant_item(grant), condition=Item.pk.does_not_exist())
             if refresh_token is not None:
                 transaction.save(self._refresh_item(refresh_token), condition=Item.pk.does_not_exist())
-            # the consent must still stand: a user who revoked access after the code was issued
-            # would otherwise get a live grant that Connected apps no longer lists
-            transaction.update(
-                Item(f"user#{grant.user_id}", f"consent#{grant.client_id}"),
-                actions=[Item.grant_ids.add({grant.grant_id})],
-                condition=Item.data.exists(),
-            )
-            self._check_user_enabled(transaction, grant.user_id)
+            # a revocation that committed first (revoke access, delete the app, disable or bulk-revoke)
+            # fails this transaction; one that commits after ends the grant (oauth/standing.py)
+            self._check_authority(transaction, grant.client_id, grant.user_id, grant)  # the code's, carried
 
-    @staticmethod
-    def _check_user_enabled(transaction: TransactWrite, user_id: str) -> None:
-        """The user still exists and is not disabled, checked inside the transaction (no extra read)."""
-        transaction.condition_check(
-            Item,
-            f"user#{user_id}",
-            "user",
-            condition=Item.pk.exists() & (Item.disabled.does_not_exist() | (Item.disabled == False)),  # noqa: E712
+    def _check_authority(
+        self, transaction: TransactWrite, client_id: str, user_id: str, authority: Authority
+    ) -> None:
+        """Client and user exist, are enabled and keep their generations; the consent stands with its own.
+
+        Checked inside the issuing transaction, so it costs no read, and every withdrawal of authority
+        writes one of these three items: whichever of the two commits second sees the other. A metadata-
+        document client has no client item (nothing of it can be withdrawn but the consent).
+        """
+        enabled = Item.pk.exists() & (Item.disabled.does_not_exist() | (Item.disabled == False))  # noqa: E712
+        if not is_metadata_client_id(client_id):
+            unexpired = Item.expires_at.does_not_exist() | (Item.expires_at > self.clock())  # unused open clients
+            transaction.condition_check(Item, f"client#{client_id}", "client",
+                                        condition=enabled & unexpired & _generation_is(authority.client_generation))
+        transaction.condition_check(Item, f"user#{user_id}", "user",
+                                    condition=enabled & _generation_is(authority.user_generation))
+        transaction.condition_check(Item, f"user#{user_id}", f"consent#{client_id}",
+                                    condition=Item.data.exists() & _generation_is(authority.consent_generation))
+
+    def get_standing(self, client_id: str, user_id: str, grant_id: str) -> Standing:
+        """The grant and what it stands on (client, user, consent): four items, one consistent BatchGetItem."""
+        keys = {
+            "grant": (f"client#{client_id}", f"grant#{grant_id}"),
+            "client": (f"client#{client_id}", "client"),
+            "user": (f"user#{user_id}", "user"),
+            "consent": (f"user#{user_id}", f"consent#{client_id}"),
+        }
+        with _translated():
+            found = {(item.pk, item.sk): item for item in Item.batch_get(list(keys.values()), consistent_read=True)}
+        return Standing(
+            grant=_record(GrantRecord, found.get(keys["grant"]), self.clock()),
+            client=_client_record(found.get(keys["client"]), self.clock()),
+            user=_record(UserRecord, found.get(keys["user"])),
+            consent=self._consent(found.get(keys["consent"])),
         )
 
     # -- grants --
@@ -528,9 +587,10 @@ class DynamoStore:
         grace_response: str,
     ) -> None:
         """Spend the old token and store its successor in one transaction, while the grant is active
-        (not revoked, not past its absolute expiry) and its user exists and is enabled.
+        (not revoked, not past its absolute expiry) and the authority it was issued under still stands.
 
-        Raises ConditionFailed when the old token was spent meanwhile, or the grant or user is gone.
+        Raises ConditionFailed when the old token was spent meanwhile, the grant is revoked or expired,
+        or its client, user or consent is gone, disabled or bulk-revoked.
         """
         try:
             self._rotate(old, new, grace_response, self.clock())
@@ -556,38 +616,43 @@ class DynamoStore:
                 f"grant#{old.grant_id}",
                 condition=Item.pk.exists() & Item.revoked_at.does_not_exist() & (Item.expires_at > now),
             )
-            self._check_user_enabled(transaction, old.user_id)
+            self._check_authority(transaction, old.client_id, old.user_id, old)
 
     # -- consents --
     def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None:
-        return self._consent(self._get(f"user#{user_id}", f"consent#{client_id}"), user_id, client_id)
+        return self._consent(self._get(f"user#{user_id}", f"consent#{client_id}"))
 
     @staticmethod
-    def _consent(item: Item | None, user_id: str, client_id: str) -> ConsentRecord | None:
+    def _consent(item: Item | None) -> ConsentRecord | None:
         if item is None or not item.data:
             return None
-        record = _record(ConsentRecord, item)
-        assert record is not None
-        record.grant_ids = sorted(item.grant_ids or [])
-        return record
+        values = {k: v for k, v in item.data.items() if k != "grant_ids"}  # written by older versions
+        return ConsentRecord(**values, generation=item.generation)
 
     def save_consent_scopes(
         self, user_id: str, client_id: str, scopes: list[str], granted_at: int, resources: list[str] | None = None
-    ) -> None:
-        """Remember what the user granted (keeping the grant list the code exchanges add to)."""
+    ) -> str:
+        """Remember what the user granted; returns the consent's generation (a new one when the consent is new)."""
         data = {"user_id": user_id, "client_id": client_id, "scopes": scopes, "granted_at": granted_at,
                 "resources": resources or []}
+        item = Item(f"user#{user_id}", f"consent#{client_id}")
         with _translated():
-            Item(f"user#{user_id}", f"consent#{client_id}").update(
-                actions=[Item.data.set(data), Item.kind.set("consent")]
+            item.update(
+                actions=[
+                    Item.data.set(data),
+                    Item.kind.set("consent"),
+                    Item.generation.set(Item.generation | new_generation()),
+                ]
             )
+        assert item.generation is not None
+        return item.generation
 
     def list_consents(self, user_id: str) -> list[ConsentRecord]:
-        items = self._query(f"user#{user_id}", "consent#")
-        records = (self._consent(i, user_id, i.sk.removeprefix("consent#")) for i in items)
+        records = (self._consent(i) for i in self._query(f"user#{user_id}", "consent#"))
         return [r for r in records if r is not None]
 
     def delete_consent(self, user_id: str, client_id: str) -> None:
+        """Withdraw the consent: one write ends every grant issued under it (their generation is gone)."""
         self._delete(f"user#{user_id}", f"consent#{client_id}")
 
     # -- signing keys --
@@ -713,7 +778,25 @@ class DynamoStore:
     def _counter(slot: CounterSlot, now: int) -> Item:
         return Item(f"rate#{slot.key}", f"window#{now // slot.window_seconds}")
 
+    def delete_registration_token(self, token_digest: str) -> None:
+        self._delete(f"regtoken#{token_digest}", "regtoken")
+
     # -- operator commands only (Scan) --
+    def scan_records[R](self, kind: str, load: Callable[[Item], R | None]) -> list[R]:
+        """Every item of one kind (a Scan: operator commands only)."""
+        with _translated():
+            return [r for r in (load(item) for item in Item.scan(Item.kind == kind)) if r is not None]
+
+    def scan_users(self) -> list[UserRecord]:
+        return self.scan_records("user", lambda item: _record(UserRecord, item))
+
+    def scan_clients(self) -> list[ClientRecord]:
+        return self.scan_records("client", _client_record)
+
+    def scan_registration_tokens(self) -> list[RegistrationTokenRecord]:
+        now = self.clock()
+        return self.scan_records("registration-token", lambda item: _record(RegistrationTokenRecord, item, now))
+
     def scan_kinds(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         with _translated():

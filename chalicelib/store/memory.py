@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 from chalicelib.clock import now as clock_now
 from chalicelib.records import (
     AlreadyExists,
+    Authority,
     AuthorizationRequestRecord,
     ClientRecord,
     ClientSecret,
@@ -33,14 +34,18 @@ from chalicelib.records import (
     ResourceServerRecord,
     SessionRecord,
     SigningKeyRecord,
+    Standing,
     UserRecord,
+    is_metadata_client_id,
     live,
+    new_generation,
 )
 
 Key = tuple[str, str]
 Item = dict[str, Any]
 _NUMBERS = ("expires_at", "used_at", "revoked_at")
-_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response", "disabled")
+_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response", "disabled", "generation")
+_CONDITIONED = ("data", "disabled", "generation")  # what a read-change-write conditions on
 
 
 def _item(kind: str, record: Any) -> Item:
@@ -202,22 +207,27 @@ class MemoryStore:
     ) -> ClientRecord | None:
         """Read, `change` (outside the lock, as another request may write meanwhile), write back only
         if the stored client is still the one `change` saw; re-applied to the fresh item otherwise."""
-        key = (f"client#{client_id}", "client")
+        client = self._update((f"client#{client_id}", "client"), "client", _client_record, change, attempts)
+        if client is not None and client.owner_id:
+            self._put(*self._owned_app_item(client))
+        return client
+
+    def _update[R](
+        self, key: Key, kind: str, load: Callable[[Item | None], R | None], change: Callable[[R], None], attempts: int
+    ) -> R | None:
         for _ in range(attempts):
             item = self._get(*key)
-            client = _client_record(item)
-            if item is None or client is None:
+            record = load(item)
+            if item is None or record is None:
                 return None
-            change(client)
+            change(record)
             with self._lock:
                 stored = self._items.get(key)
-                if stored is None or stored.get("data") != item.get("data"):
+                if stored is None or any(stored.get(name) != item.get(name) for name in _CONDITIONED):
                     continue
-                self._items[key] = _item("client", client)
-            if client.owner_id:
-                self._put(*self._owned_app_item(client))
-            return client
-        raise ConditionFailed("the client changed on every attempt")
+                self._items[key] = _item(kind, record)
+            return record
+        raise ConditionFailed("the item changed on every attempt")
 
     def delete_client(self, client: ClientRecord) -> None:
         with self._transaction() as transaction:
@@ -246,6 +256,14 @@ class MemoryStore:
 
     def save_user(self, user: UserRecord) -> None:
         self._put((f"user#{user.user_id}", "user"), _item("user", user))
+
+    def update_user(self, user_id: str, change: Callable[[UserRecord], None]) -> UserRecord | None:
+        return self._update((f"user#{user_id}", "user"), "user", lambda item: _record(UserRecord, item), change, 3)
+
+    def delete_user(self, user: UserRecord) -> None:
+        with self._transaction() as transaction:
+            transaction.delete((f"user#{user.user_id}", "user"))
+            transaction.delete((f"email#{user.email}", "email"))
 
     # -- sessions --
     def put_session(self, session: SessionRecord) -> None:
@@ -285,28 +303,45 @@ class MemoryStore:
         return record
 
     def redeem_code(self, code: CodeRecord, grant: GrantRecord, refresh_token: RefreshTokenRecord | None) -> None:
-        """Mark the code used, write the grant, the refresh token and the consent's grant list: all or
-        nothing. ConditionFailed when the code was used or expired meanwhile, its user is gone or
-        disabled, or the user withdrew the consent."""
+        """Mark the code used, write the grant and the refresh token: all or nothing, while the client,
+        the user and the consent stand with the code's generations. ConditionFailed when the code was
+        used or expired meanwhile, or that authority was withdrawn."""
         now = self.clock()
         code_key = (f"code#{code.code_digest}", "code")
-        consent_key = (f"user#{grant.user_id}", f"consent#{grant.client_id}")
         with self._transaction() as transaction:
             code_item = self._items.get(code_key)
             transaction.check(_unexpired(code_item, now) and "used_at" not in (code_item or {}))
             transaction.check(self._grant_key(grant) not in self._items)
-            transaction.check(self._items.get(consent_key, {}).get("data") is not None)
-            self._check_user_enabled(transaction, grant.user_id)
+            self._check_authority(transaction, grant.client_id, grant.user_id, code)
             transaction.update(code_key, lambda item: item.__setitem__("used_at", now))
             transaction.put(self._grant_key(grant), _item("grant", grant))
             if refresh_token is not None:
                 transaction.check(self._refresh_key(refresh_token) not in self._items)
                 transaction.put(self._refresh_key(refresh_token), _item("refresh", refresh_token))
-            transaction.update(consent_key, lambda item: item.setdefault("grant_ids", set()).add(grant.grant_id))
 
-    def _check_user_enabled(self, transaction: _Transaction, user_id: str) -> None:
-        user = self._items.get((f"user#{user_id}", "user"))
-        transaction.check(user is not None and not user.get("disabled"))
+    def _check_authority(self, transaction: _Transaction, client_id: str, user_id: str, authority: Authority) -> None:
+        """Client and user exist, enabled, same generations; the consent stands with its generation.
+        A metadata-document client has no client item; an unused open client expires."""
+        checks = [((f"user#{user_id}", "user"), authority.user_generation)]
+        if not is_metadata_client_id(client_id):
+            checks.append(((f"client#{client_id}", "client"), authority.client_generation))
+            client = self._items.get((f"client#{client_id}", "client")) or {}
+            transaction.check(client.get("expires_at") is None or client["expires_at"] > self.clock())
+        for key, generation in checks:
+            item = self._items.get(key)
+            transaction.check(item is not None and not item.get("disabled") and item.get("generation") == generation)
+        consent = self._items.get((f"user#{user_id}", f"consent#{client_id}")) or {}
+        transaction.check(consent.get("data") is not None and consent.get("generation") == authority.consent_generation)
+
+    def get_standing(self, client_id: str, user_id: str, grant_id: str) -> Standing:
+        """The grant and what it stands on (client, user, consent), read together."""
+        with self._lock:
+            return Standing(
+                grant=self.get_grant(client_id, grant_id),
+                client=self.get_client(client_id),
+                user=self.get_user(user_id),
+                consent=self.get_consent(user_id, client_id),
+            )
 
     # -- grants --
     @staticmethod
@@ -347,8 +382,9 @@ class MemoryStore:
         return _record(RefreshTokenRecord, self._get(f"rt#{token_digest}", "rt"), self.clock())
 
     def rotate_refresh_token(self, old: RefreshTokenRecord, new: RefreshTokenRecord, grace_response: str) -> None:
-        """Spend the old token and store its successor together, while the grant is active and its
-        user exists and is enabled; ConditionFailed otherwise (spent meanwhile, grant or user gone)."""
+        """Spend the old token and store its successor together, while the grant is active and the
+        authority it was issued under stands; ConditionFailed otherwise (spent meanwhile, grant revoked,
+        client, user or consent gone, disabled or bulk-revoked)."""
         now = self.clock()
         old_key = self._refresh_key(old)
         with self._transaction() as transaction:
@@ -357,7 +393,7 @@ class MemoryStore:
             transaction.check(self._refresh_key(new) not in self._items)
             grant = self._items.get((f"client#{old.client_id}", f"grant#{old.grant_id}"))
             transaction.check(_unexpired(grant, now) and "revoked_at" not in (grant or {}))
-            self._check_user_enabled(transaction, old.user_id)
+            self._check_authority(transaction, old.client_id, old.user_id, old)
             spent = {"used_at": now, "successor_digest": new.token_digest, "grace_response": grace_response}
             transaction.update(old_key, lambda item: item.update(spent))
             transaction.put(self._refresh_key(new), _item("refresh", new))
@@ -370,20 +406,18 @@ class MemoryStore:
     def _consent(item: Item | None) -> ConsentRecord | None:
         if item is None or not item.get("data"):
             return None
-        record = _record(ConsentRecord, item)
-        assert record is not None
-        record.grant_ids = sorted(item.get("grant_ids") or [])
-        return record
+        return _record(ConsentRecord, item)
 
     def save_consent_scopes(
         self, user_id: str, client_id: str, scopes: list[str], granted_at: int, resources: list[str] | None = None
-    ) -> None:
-        """Remember what the user granted (keeping the grant list the code exchanges add to)."""
+    ) -> str:
+        """Remember what the user granted; returns the consent's generation (new when the consent is)."""
         data = {"user_id": user_id, "client_id": client_id, "scopes": list(scopes), "granted_at": granted_at,
                 "resources": list(resources or [])}
         with self._lock:
             item = self._items.setdefault((f"user#{user_id}", f"consent#{client_id}"), {})
             item.update(kind="consent", data=data)
+            return str(item.setdefault("generation", new_generation()))
 
     def list_consents(self, user_id: str) -> list[ConsentRecord]:
         records = (self._consent(item) for _, item in self._query(f"user#{user_id}", "consent#"))
@@ -425,6 +459,9 @@ class MemoryStore:
     def get_registration_token(self, token_digest: str) -> RegistrationTokenRecord | None:
         item = self._get(f"regtoken#{token_digest}", "regtoken")
         return _record(RegistrationTokenRecord, item, self.clock())
+
+    def delete_registration_token(self, token_digest: str) -> None:
+        self._delete(f"regtoken#{token_digest}", "regtoken")
 
     # -- rate limiting --
     def count_attempt(self, key: str, window_seconds: int) -> int:
@@ -497,6 +534,21 @@ class MemoryStore:
         return item["data"]["user_id"]
 
     # -- what operator commands and tests count --
+    def scan_records[R](self, kind: str, load: Callable[[Item], R | None]) -> list[R]:
+        with self._lock:
+            items = [copy.deepcopy(item) for item in self._items.values() if item.get("kind") == kind]
+        return [r for r in (load(item) for item in items) if r is not None]
+
+    def scan_users(self) -> list[UserRecord]:
+        return self.scan_records("user", lambda item: _record(UserRecord, item))
+
+    def scan_clients(self) -> list[ClientRecord]:
+        return self.scan_records("client", _client_record)
+
+    def scan_registration_tokens(self) -> list[RegistrationTokenRecord]:
+        now = self.clock()
+        return self.scan_records("registration-token", lambda item: _record(RegistrationTokenRecord, item, now))
+
     def scan_kinds(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         with self._lock:

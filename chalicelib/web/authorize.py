@@ -242,7 +242,7 @@ def login_submit() -> Response:
         return _login_page(pre_session, request_id, 400, "The email or password is incorrect.")
     old_session_id, _ = _session()
     svc.sessions.end(old_session_id)
-    session_id, _record = svc.sessions.start(user.user_id)  # always a new id: no session fixation
+    session_id, _record = svc.sessions.start(user.user_id, user.generation)  # always a new id: no session fixation
     cookies = [
         set_cookie(SESSION, session_id, settings.session_seconds, settings),
         clear_cookie(PRE_SESSION, settings),
