@@ -187,7 +187,7 @@ def test_post_logout_redirect_uris_in_developer_settings(http, aws):
     dev = developer(aws, http)
     fields = {"name": "Signs in", "app_type": "web", "redirect_uris": "https://d.example/cb",
               "post_logout_redirect_uris": "https://d.example/bye", "scope.openid": "on", "scope.profile": "on"}
-    client_id, _ = created_credentials(dev.submit("/developer/apps/new", "/developer/apps", fields))
+    client_id, _ = created_credentials(dev.follow(dev.submit("/developer/apps/new", "/developer/apps", fields)))
     client = aws.clients.get(client_id)
     assert client.post_logout_redirect_uris == ["https://d.example/bye"] and client.scopes == ["openid", "profile"]
     page = f"/developer/apps/{client_id}"
