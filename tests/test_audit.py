@@ -51,7 +51,7 @@ def test_the_code_flow_leaves_one_event_per_security_step_and_no_secret(aws, htt
     tokens = json.loads(post_token(http, exchange, auth).body)
     rotated = json.loads(post_token(http, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
                                     auth).body)
-    clock.travel(aws.settings.refresh_grace_seconds + 1)
+    clock.travel(aws.settings.refresh_replay_seconds + 1)  # past the window that replays a committed rotation
     post_token(http, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth)  # reuse
     assert post_token(http, exchange, auth).status_code == 400  # the code again
     post_token(http, {"grant_type": "refresh_token", "refresh_token": rotated["refresh_token"]}, auth)

@@ -216,13 +216,13 @@ def test_call_budget_v1_check_makes_no_call_and_introspection_reads_by_key(clien
 
     with CallCounter(clients) as counter:
         assert json.loads(introspect(http, minted.access_token).body)["active"] is True
-    # the grant by key, and the two client-authentication throttle counters (client+source, source)
-    # that must be read before the introspecting client's secret is compared (issue 11)
-    assert counter.calls == Counter({"dynamodb.GetItem": 3})
+    # grant, client, user and consent in one BatchGetItem; the two client-authentication throttle counters
+    # (client+source, source) that must be read before the secret is compared (issue 11)
+    assert counter.calls == Counter({"dynamodb.GetItem": 2, "dynamodb.BatchGetItem": 1})
 
     with CallCounter(clients) as counter:
         assert json.loads(introspect(http, machine).body)["active"] is True
-    assert counter.calls == Counter({"dynamodb.GetItem": 2})  # the two throttle counters; no grant to read
+    assert counter.calls == Counter({"dynamodb.GetItem": 3})  # throttle counters + its client (deleted: inactive)
 
 
 def test_the_local_run_seeds_demo_analyses_for_the_demo_user(clients, http):
