@@ -421,14 +421,15 @@ def print_cpu(services: Any, world: dict[str, Any], recorder: Recorder, iteratio
 
     from chalicelib.oauth.clients import ClientDirectory
     from chalicelib.oauth.grants import TokenEndpoint
-    from chalicelib.web.token import endpoint
+    from chalicelib.oauth.resource_servers import ResourceDirectory
 
     web_auth = basic(world["web"].client_id, world["secret"])["Authorization"]
     machine_auth = basic(world["machine"].client_id, world["machine_secret"])["Authorization"]
     stub = memory_store(world)
     settings = services.settings
-    stubbed = TokenEndpoint(stub, ClientDirectory(stub, settings.client_cache_seconds, clock.now),  # type: ignore[arg-type]
-                            services.access_tokens, settings, clock.now)
+    stubbed = TokenEndpoint(stub, ClientDirectory(stub, settings, clock.now),  # type: ignore[arg-type]
+                            services.access_tokens, ResourceDirectory(stub, settings, clock.now), services.id_tokens,
+                            settings, clock.now)
 
     def code_form(store: Any, scope: str = SCOPE) -> dict[str, str]:
         code, now = new_token(), clock.now()
@@ -467,7 +468,7 @@ def print_cpu(services: Any, world: dict[str, Any], recorder: Recorder, iteratio
 
     grant_types = ("authorization_code", OPENID_GRANT, "refresh_token", "client_credentials")
     with_stub = {g: cpu_ms(stubbed, stub, g, False) for g in grant_types}
-    with_moto = {g: cpu_ms(endpoint(), services.store, g, True) for g in grant_types}
+    with_moto = {g: cpu_ms(services.token_endpoint, services.store, g, True) for g in grant_types}
 
     keyring = services.keyring
     private = keyring._private_key(keyring.current())

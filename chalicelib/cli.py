@@ -61,7 +61,7 @@ def _services(args: argparse.Namespace) -> wiring.Services:
     config_file = chalice_dir / "config.json" if chalice_dir else CONFIG_FILE
     settings = load_settings(stage_environment(args.stage, dict(os.environ), config_file))
     services = wiring.build(settings)
-    wiring._services = services  # the CLI's process serves one stage
+    wiring.serve(services)  # the CLI's process serves one stage
     return services
 
 

@@ -24,7 +24,6 @@ from chalicelib.oauth.resource_servers import new_resource_server
 from chalicelib.provision import provision
 from chalicelib.records import ClientSecret, RegistrationTokenRecord
 from chalicelib.settings import load_settings
-from chalicelib.store.api_store import ApiStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = {
@@ -92,7 +91,7 @@ def seed(services: wiring.Services, knobs: dict[str, str]) -> None:
     store.create_client(client)
     token = RegistrationTokenRecord(digest(knobs["REGISTRATION_TOKEN"]), now, now + 365 * 86400, "local run")
     store.put_registration_token(token)
-    seed_demo_analyses(ApiStore(), user.user_id, now)
+    seed_demo_analyses(services.api_store, user.user_id, now)
     seed_demo_mcp(services, knobs)
 
 

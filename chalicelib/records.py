@@ -12,6 +12,11 @@ from typing import Any
 
 CONFIDENTIAL_METHODS = ("client_secret_basic", "client_secret_post")
 AUTH_METHODS = (*CONFIDENTIAL_METHODS, "none")
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693
+# what a client may register for (RFC 7591, Developer Settings); token exchange is an operator's grant
+REGISTRABLE_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+# what the token endpoint serves and the metadata advertises
+GRANT_TYPES = (*REGISTRABLE_GRANT_TYPES, TOKEN_EXCHANGE)
 
 
 class StoreError(Exception):
@@ -102,6 +107,10 @@ class ClientRecord:
     @property
     def confidential(self) -> bool:
         return self.auth_method in CONFIDENTIAL_METHODS
+
+    def live_secrets(self, now: int) -> list[ClientSecret]:
+        """The secrets that still authenticate: the current one, and an old one within its rotation overlap."""
+        return [s for s in self.secrets if live(s.expires_at, now)]
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""The composition root: builds the store, the key ring and the protocol services once per process.
+"""The composition root: builds the store, the key ring and every protocol service once per process.
 
-Everything is created lazily on first use (the Chalice samples' module-global getters), so importing
-the app costs no AWS client and tests can start moto before anything talks to AWS.
+Routes ask `services()` for what they need and construct nothing. Everything is created lazily on
+first use (the Chalice samples' module-global getters), so importing the app costs no AWS client and
+tests can start moto before anything talks to AWS. Every service takes its collaborators in one order:
+store, client directory, access tokens, settings, clock.
 """
 
 from __future__ import annotations
@@ -16,19 +18,25 @@ from botocore.config import Config
 from chalicelib import clock, deadline
 from chalicelib.crypto.envelope import Envelope
 from chalicelib.crypto.keyring import KeyRing
+from chalicelib.oauth.authorize import AuthorizationFlow
 from chalicelib.oauth.cimd import MetadataDocuments
 from chalicelib.oauth.clients import ClientDirectory
+from chalicelib.oauth.developer import Developer
+from chalicelib.oauth.dynamic_registration import Registrar
+from chalicelib.oauth.grants import TokenEndpoint
 from chalicelib.oauth.id_tokens import IdTokens
-from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api, registrable_scopes
+from chalicelib.oauth.introspection import Introspector
+from chalicelib.oauth.resource import ResourceGuard
+from chalicelib.oauth.resource_servers import ResourceDirectory, registrable_scopes
+from chalicelib.oauth.revocation import Revoker
 from chalicelib.oauth.sessions import Sessions
 from chalicelib.oauth.throttle import Throttle
 from chalicelib.oauth.tokens import AccessTokens
+from chalicelib.oauth.userinfo import UserInfo
 from chalicelib.outbound import OutboundPolicy, fetch_json_document
 from chalicelib.settings import Settings, get_settings
+from chalicelib.store.api_store import ApiStore
 from chalicelib.store.dynamo import DynamoStore, bind_models, shared_connection
-
-# a retired key stays published this long beyond the longest token lifetime (JWKS caches)
-JWKS_CACHE_MARGIN_SECONDS = 600
 
 
 @dataclass
@@ -42,6 +50,15 @@ class Services:
     resources: ResourceDirectory
     throttle: Throttle
     id_tokens: IdTokens
+    token_endpoint: TokenEndpoint
+    authorization_flow: AuthorizationFlow
+    revoker: Revoker
+    introspector: Introspector
+    registrar: Registrar
+    developer: Developer
+    resource_guard: ResourceGuard
+    api_store: ApiStore
+    userinfo: UserInfo
     _kms: Any = None
 
     def kms(self) -> Any:
@@ -70,23 +87,31 @@ def build(settings: Settings) -> Services:
     deadline.watch(shared_connection().client)
     store = DynamoStore(clock.now)
     holder: dict[str, Services] = {}
-    keyring = KeyRing(
-        store,
-        lambda: holder["services"].envelope(),
-        clock.now,
-        cache_seconds=settings.key_cache_seconds,
-        publish_retired_seconds=max(settings.access_token_seconds, settings.id_token_seconds)
-        + JWKS_CACHE_MARGIN_SECONDS,
-    )
-    access_tokens = AccessTokens(keyring, settings.issuer, settings.access_token_seconds, clock.now)
-    clients = ClientDirectory(store, settings.client_cache_seconds, clock.now, metadata_documents(settings, store),
-                              settings.open_registration_idle_seconds)
-    sessions = Sessions(store, settings.session_seconds, clock.now)
-    resources = ResourceDirectory(store, builtin_api(settings), settings.client_cache_seconds, clock.now)
-    throttle = Throttle(store, clock.now)
+    keyring = KeyRing(store, lambda: holder["services"].envelope(), settings, clock.now)
+    access_tokens = AccessTokens(keyring, settings, clock.now)
+    clients = ClientDirectory(store, settings, clock.now, metadata_documents(settings, store))
+    resources = ResourceDirectory(store, settings, clock.now)
     id_tokens = IdTokens(keyring, settings.issuer, settings.id_token_seconds, clock.now)
-    services = holder["services"] = Services(settings, store, keyring, access_tokens, clients, sessions, resources,
-                                             throttle, id_tokens)
+    services = holder["services"] = Services(
+        settings=settings,
+        store=store,
+        keyring=keyring,
+        access_tokens=access_tokens,
+        clients=clients,
+        sessions=Sessions(store, settings, clock.now),
+        resources=resources,
+        throttle=Throttle(store, clock.now),
+        id_tokens=id_tokens,
+        token_endpoint=TokenEndpoint(store, clients, access_tokens, resources, id_tokens, settings, clock.now),
+        authorization_flow=AuthorizationFlow(store, clients, resources, settings, clock.now, id_tokens),
+        revoker=Revoker(store, clients, access_tokens, clock.now),
+        introspector=Introspector(store, clients, access_tokens, resources, clock.now),
+        registrar=Registrar(store, clients, settings, clock.now, lambda: registrable_scopes(store)),
+        developer=Developer(store, clients, settings, clock.now),
+        resource_guard=ResourceGuard(access_tokens, settings),
+        api_store=ApiStore(),
+        userinfo=UserInfo(access_tokens, store, settings.api_audience),
+    )
     return services
 
 
@@ -107,6 +132,13 @@ def services() -> Services:
             if _services is None:
                 _services = build(get_settings())
     return _services
+
+
+def serve(built: Services) -> None:
+    """Make `built` this process's services (the CLI serves the stage it was given; tests another setting)."""
+    global _services
+    with _lock:
+        _services = built
 
 
 def reset() -> None:

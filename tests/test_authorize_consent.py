@@ -298,10 +298,10 @@ def test_concurrent_decisions_on_one_parked_request_issue_one_code(aws, user):
     """The parked request is consumed by a conditional delete: of 8 racing approvals exactly one wins."""
     import threading
 
-    from chalicelib.oauth.authorize import AuthorizationFlow, ParkedRequestGone
+    from chalicelib.oauth.authorize import ParkedRequestGone
     from tests.authorize_support import CH
 
-    flow = AuthorizationFlow(aws.store, aws.clients, ISS, 60, 600, clock.now, aws.resources)
+    flow = aws.authorization_flow
     pairs = [("response_type", "code"), ("client_id", "c1"), ("code_challenge", CH), ("code_challenge_method", "S256")]
     step = flow.start(pairs, None)  # no session: the request is parked for the login
     request_id = step.request_id

@@ -10,7 +10,7 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import clock, jobs
-from chalicelib.wiring import JWKS_CACHE_MARGIN_SECONDS
+from chalicelib.crypto.keyring import JWKS_CACHE_MARGIN_SECONDS
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi"}
 

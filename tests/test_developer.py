@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 from urllib.parse import urlencode
 
@@ -17,6 +16,7 @@ from chalicelib.oauth.standing import grant_in_force
 from chalicelib.records import ClientRecord, ClientSecret
 from tests.developer_support import FORM, ISS, created_credentials, issue_grant, sign_in, table_dump
 from tests.token_helpers import CLIENT_LIMITS, freeze_clock
+from tests.worlds import reconfigured
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
@@ -309,8 +309,8 @@ def test_rotation_without_overlap_stops_the_old_secret_at_once(aws, dev):
 
 
 def test_rotation_overlap_keeps_the_old_secret_for_the_window_only(aws, dev, monkeypatch):
-    freeze_clock(monkeypatch)  # the overlap ends to the second: real time must not tick in between
-    aws.settings = dataclasses.replace(aws.settings, secret_rotation_overlap_seconds=300)
+    freeze_clock(monkeypatch)  # the window is checked to the second: a slow second must not close it early
+    aws = reconfigured(aws, secret_rotation_overlap_seconds=300)
     client_id, old = created_credentials(dev.create_app("Overlapping"))
     _, new = created_credentials(_rotate(dev, client_id))
     assert authenticates(aws, client_id, new) and authenticates(aws, client_id, old)
@@ -322,7 +322,7 @@ def test_rotation_overlap_keeps_the_old_secret_for_the_window_only(aws, dev, mon
 
 
 def test_rotating_twice_keeps_at_most_one_previous_secret(aws, dev):
-    aws.settings = dataclasses.replace(aws.settings, secret_rotation_overlap_seconds=300)
+    aws = reconfigured(aws, secret_rotation_overlap_seconds=300)
     client_id, first = created_credentials(dev.create_app("Twice"))
     _, second = created_credentials(_rotate(dev, client_id))
     _, third = created_credentials(_rotate(dev, client_id))

@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from chalicelib import clock
+from chalicelib import clock, wiring
 from chalicelib.crypto.secrets import digest
-from chalicelib.oauth.dynamic_registration import Registrar, RegistrationPolicy
+from chalicelib.oauth.dynamic_registration import Registrar
 from chalicelib.oauth.errors import TooManyRequests
 from chalicelib.records import RegistrationTokenRecord
 from tests.authorize_support import CH
+from tests.worlds import reconfigured
 
 JSON = {"Content-Type": "application/json"}
 AGENT = {"client_name": "Agent", "redirect_uris": ["http://127.0.0.1:33418/callback"],
@@ -23,8 +24,7 @@ HOUR = 3600
 
 @pytest.fixture
 def open_policy(aws, http):
-    aws.settings = dataclasses.replace(aws.settings, registration_policy="open", open_registration_idle_seconds=HOUR)
-    aws.clients.idle_seconds = HOUR  # the directory took its idle lifetime from the settings at start
+    reconfigured(aws, registration_policy="open", open_registration_idle_seconds=HOUR)
     return http
 
 
@@ -117,7 +117,7 @@ def test_a_web_agent_registers_https_redirects(open_policy):
 
 
 def test_registrations_are_limited_per_source_address(aws, open_policy):
-    aws.settings = dataclasses.replace(aws.settings, open_registration_per_source_per_hour=3)
+    reconfigured(wiring.services(), open_registration_per_source_per_hour=3)
     assert [register(open_policy, AGENT).status_code for _ in range(3)] == [201, 201, 201]
     refused = register(open_policy, AGENT)
     assert refused.status_code == 429 and body(refused)["error"] == "slow_down"
@@ -128,8 +128,9 @@ def test_registrations_are_limited_per_source_address(aws, open_policy):
 
 
 def test_the_limit_is_per_address_and_overall(aws):
-    registrar = Registrar(aws.store, aws.clients, clock.now, aws.settings.url,
-                          RegistrationPolicy(open=True, per_source_per_hour=2, per_hour=3))
+    settings = dataclasses.replace(aws.settings, registration_policy="open", open_registration_per_source_per_hour=2,
+                                   open_registration_per_hour=3)
+    registrar = Registrar(aws.store, aws.clients, settings, clock.now)
     for _ in range(2):
         assert registrar.authorise_registration(None, "198.51.100.1") is False
     with pytest.raises(TooManyRequests):

@@ -119,8 +119,11 @@ def test_registration_endpoint_is_advertised(reg):
 # -- the initial access token ---------------------------------------------------------------------
 
 @pytest.mark.store("dynamo")  # reads the DynamoDB items at rest
-def test_missing_token_is_401_with_a_bare_bearer_challenge(aws, reg):
-    response = post(reg, WEB, token=None)
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": ""},
+                                     {"Authorization": TOKEN}])
+def test_missing_token_is_401_with_a_bare_bearer_challenge(aws, reg, headers):
+    """No Bearer credentials (none, or another scheme): RFC 6750 §3.1, no error code in the challenge."""
+    response = post(reg, WEB, token=None, headers=headers)
     assert response.status_code == 401
     assert body(response)["error"] == "invalid_token"
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="clipron"'
@@ -129,7 +132,7 @@ def test_missing_token_is_401_with_a_bare_bearer_challenge(aws, reg):
 
 @pytest.mark.parametrize(
     "authorization",
-    ["Bearer wrong-token", "Basic " + "dXNlcjpwYXNz", "Bearer", "Bearer a b", "Bearer " + "x" * 600, TOKEN],
+    ["Bearer wrong-token", "Bearer", "Bearer a b", "Bearer " + "x" * 600, "Bearer " + "x" * 5000],
 )
 def test_invalid_token_is_401_invalid_token(reg, authorization):
     response = post(reg, WEB, token=None, headers={"Authorization": authorization})

@@ -17,6 +17,7 @@ from tests.token_helpers import (
     refresh,
     tokens_of,
 )
+from tests.worlds import reconfigured
 
 
 @pytest.fixture(autouse=True)
@@ -61,9 +62,7 @@ def test_a_code_exchange_without_refresh_token_whose_answer_was_lost_still_succe
 
 def test_a_refresh_whose_answer_was_lost_succeeds_even_with_strict_rotation(http, world, aws):
     """With REFRESH_GRACE_SECONDS=0 nothing papers over it: the retry itself must be recognised."""
-    import dataclasses
-
-    aws.settings = dataclasses.replace(aws.settings, refresh_grace_seconds=0)
+    reconfigured(aws, refresh_grace_seconds=0)
     c1 = world.clients["C1"]
     first = tokens_of(exchange(http, c1, world.issue_code(c1)))
     with lost_answer(aws, "TransactWriteItems"):

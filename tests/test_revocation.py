@@ -10,7 +10,6 @@ from botocore.exceptions import ClientError
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_token
-from chalicelib.oauth.revocation import Revoker
 from chalicelib.records import CodeRecord, ConditionFailed, RefreshTokenRecord
 from chalicelib.store.dynamo import shared_connection
 from tests.lifecycle_helpers import (
@@ -187,7 +186,7 @@ def test_r09_concurrent_revocations_all_succeed_and_revoke_one_family(clients):
     minted = mint(clients, "c1")
     other = mint(clients, "c1")
     caller = clients.store.get_client("c1")
-    revoker = Revoker(clients.store, clients.access_tokens, clock.now)
+    revoker = clients.revoker
     errors: list[BaseException] = []
 
     def run() -> None:

@@ -15,6 +15,7 @@ from chalicelib.oauth import accounts
 from chalicelib.oauth.throttle import Throttled, source_of, subject_of, throttle_key
 from tests.authorize_support import EMAIL, PASSWORD, Browser, sign_in
 from tests.token_helpers import assert_error, basic, freeze_clock, make_world, post_token, tokens_of
+from tests.worlds import reconfigured
 
 CC = {"grant_type": "client_credentials"}
 
@@ -35,7 +36,8 @@ def source(monkeypatch):
 
 
 def limits(aws, **changes: int) -> None:
-    aws.settings = dataclasses.replace(aws.settings, **changes)
+    aws.settings = dataclasses.replace(aws.settings, **changes)  # what the helpers below read
+    reconfigured(aws)  # what the services read: wiring gives them their settings when it builds them
 
 
 def user(aws, email: str = EMAIL):

@@ -166,12 +166,11 @@ def test_an_exchange_costs_the_grant_read_and_the_throttle_reads_and_no_kms(rw, 
 
 def test_revoking_the_app_in_connected_apps_stops_exchanges(rw, http, aws):
     """Withdrawing access (Connected apps) ends the authorization: its tokens can no longer be exchanged."""
-    from chalicelib.oauth.developer import Developer
 
     subject = agent_token(rw, http)["access_token"]
     assert tokens_of(trade(http, rw.mcp_client, subject, resource=API))
     c1 = rw.world.clients["C1"]
-    Developer(aws.store, aws.clients, clock.now, 0).revoke_access(rw.world.user_id, c1.client_id)
+    aws.developer.revoke_access(rw.world.user_id, c1.client_id)
     assert_error(trade(http, rw.mcp_client, subject, resource=API), 400, "invalid_request")
 
 

@@ -129,9 +129,7 @@ def freeze_clock(monkeypatch) -> None:
 
 def endpoint_for(services):
     """The oauth/ handler itself (for threads: the chalice test client is not meant for concurrent use)."""
-    from chalicelib.oauth.grants import TokenEndpoint
-
-    return TokenEndpoint(services.store, services.clients, services.access_tokens, services.settings, clock.now)
+    return services.token_endpoint
 
 
 def basic(client_id: str, secret: str | None, scheme: str = "Basic") -> dict[str, str]:

@@ -244,3 +244,14 @@ class MemoryWorld:
         finally:
             wiring.reset()
             clock.reset()
+
+
+def reconfigured(services: Any, **changes: Any) -> Any:
+    """The same world served with other settings: the composition root is rebuilt, as a redeploy would
+    (services read their settings once, when wiring builds them)."""
+    import dataclasses
+
+    rebuilt = wiring.build(dataclasses.replace(services.settings, **changes))
+    rebuilt._kms = services._kms  # the world's KMS (moto's, or the in-process stand-in)
+    wiring.serve(rebuilt)
+    return rebuilt

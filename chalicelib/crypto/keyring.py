@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from chalicelib.crypto.secrets import new_id
 from chalicelib.records import SigningKeyRecord
+from chalicelib.settings import Settings
 
 if TYPE_CHECKING:  # PyJWT and cryptography load on first use: JWKS needs neither (cold start)
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -22,6 +23,8 @@ ALGORITHM = "RS256"
 RSA_BITS = 2048
 NEXT, CURRENT, RETIRED = "next", "current", "retired"
 _PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k", "oth")
+# a retired key stays published this long beyond the longest token lifetime (JWKS caches)
+JWKS_CACHE_MARGIN_SECONDS = 600
 
 
 class KeyStore(Protocol):
@@ -40,18 +43,14 @@ def envelope_context(kid: str) -> dict[str, str]:
 
 class KeyRing:
     def __init__(
-        self,
-        store: KeyStore,
-        envelope_factory: Callable[[], Envelope],
-        clock: Callable[[], int],
-        cache_seconds: int,
-        publish_retired_seconds: int,
+        self, store: KeyStore, envelope_factory: Callable[[], Envelope], settings: Settings, clock: Callable[[], int]
     ) -> None:
         self.store = store
         self.envelope_factory = envelope_factory  # lazy: JWKS and verification never need KMS
         self.clock = clock
-        self.cache_seconds = cache_seconds
-        self.publish_retired_seconds = publish_retired_seconds
+        self.cache_seconds = settings.key_cache_seconds
+        longest_token = max(settings.access_token_seconds, settings.id_token_seconds)
+        self.publish_retired_seconds = longest_token + JWKS_CACHE_MARGIN_SECONDS
         self._lock = threading.Lock()
         self._records: list[SigningKeyRecord] | None = None
         self._loaded_at = 0
@@ -120,10 +119,6 @@ class KeyRing:
         record = self.current()
         headers = {"kid": record.kid, "typ": typ}
         return jwt.encode(claims, self._private_key(record), algorithm=ALGORITHM, headers=headers)
-
-    def warm(self) -> None:
-        """Decrypt the current private key now (cold start), so the first request pays no KMS call."""
-        self._private_key(self.current())
 
     # -- changing (operator commands and the scheduled rotation) --
     def create_key(self, status: str) -> SigningKeyRecord:

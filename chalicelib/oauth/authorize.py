@@ -46,6 +46,7 @@ from chalicelib.records import (
     SessionRecord,
     StoreUnavailable,
 )
+from chalicelib.settings import Settings
 
 MAX_STATE = 2048
 MAX_REDIRECT_URI = 2000
@@ -359,11 +360,9 @@ class AuthorizationFlow:
         self,
         store: AuthorizationStore,
         clients: ClientDirectory,
-        issuer: str,
-        code_seconds: int,
-        request_seconds: int,
-        clock: Callable[[], int],
         resources: ResourceDirectory,
+        settings: Settings,
+        clock: Callable[[], int],
         id_tokens: IdTokens | None = None,  # verifies id_token_hint
         park_quota: Callable[[], None] | None = None,
     ) -> None:
@@ -371,9 +370,9 @@ class AuthorizationFlow:
         self.store = store
         self.clients = clients
         self.resources = resources
-        self.issuer = issuer
-        self.code_seconds = code_seconds
-        self.request_seconds = request_seconds
+        self.issuer = settings.issuer
+        self.code_seconds = settings.code_seconds
+        self.request_seconds = settings.authorization_request_seconds
         self.clock = clock
         self.id_tokens = id_tokens
 

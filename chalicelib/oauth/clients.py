@@ -13,12 +13,12 @@ from urllib.parse import unquote_plus
 from chalicelib import audit
 from chalicelib.crypto.secrets import digest, digests_equal
 from chalicelib.oauth.cimd import MAX_METADATA_URL, is_metadata_url
-from chalicelib.oauth.errors import InvalidClient, InvalidRequest
+from chalicelib.oauth.errors import REALM, InvalidClient, InvalidRequest
 from chalicelib.oauth.throttle import Limit, Throttle, Throttled, ThrottleStore, source_of, subject_of
 from chalicelib.records import ClientRecord, live
 from chalicelib.settings import Settings
 
-REALM = 'Basic realm="clipron"'
+BASIC_CHALLENGE = f'Basic realm="{REALM}"'
 MAX_CLIENT_ID = 128
 MAX_SECRET = 256
 FAILURE_WINDOW_SECONDS = 60
@@ -72,24 +72,20 @@ class ClientDirectory:
     """
 
     def __init__(
-        self,
-        store: ClientStore,
-        ttl_seconds: int,
-        clock: Callable[[], int],
-        documents: ClientResolver | None = None,
-        idle_seconds: int = 0,
+        self, store: ClientStore, settings: Settings, clock: Callable[[], int], documents: ClientResolver | None = None
     ) -> None:
         self.store = store
-        self.ttl_seconds = ttl_seconds
+        self.ttl_seconds = settings.client_cache_seconds
+        self.limits = ClientAuthLimits.from_settings(settings)
+        self.idle_seconds = settings.open_registration_idle_seconds  # how long an openly registered client lives unused
         self.clock = clock
         self.documents = documents  # None: URL client ids are not resolved (metadata documents off)
-        self.idle_seconds = idle_seconds  # how long an openly registered client lives unused
         self._cache: dict[str, tuple[int, ClientRecord | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, client_id: str) -> ClientRecord | None:
         by_document = self.documents is not None and is_metadata_url(client_id)
-        if not client_id or len(client_id) > (MAX_METADATA_URL if by_document else MAX_CLIENT_ID):
+        if not valid_client_id(client_id, MAX_METADATA_URL if by_document else MAX_CLIENT_ID):
             return None
         now = self.clock()
         with self._lock:
@@ -114,6 +110,11 @@ class ClientDirectory:
         with self._lock:
             self._cache.pop(client_id, None)
 
+    def authenticate(self, authorization: str | None, form: dict[str, str], source: str | None = None) -> ClientRecord:
+        """The client a back-channel request (token, revocation, introspection) authenticated as (RFC 6749 §2.3);
+        `source` is the caller's address, for the throttle."""
+        return authenticate(self, client_credentials(authorization, form, source), self.clock(), self.limits)
+
     def _keep_alive(self, client: ClientRecord | None, now: int) -> None:
         """An expiring (openly registered) client in use lives on: its expiry moves forward, with one
         write only once half of its idle lifetime has passed, so use costs almost nothing."""
@@ -128,8 +129,13 @@ def _expiry(client: ClientRecord | None) -> int | None:
     return client.expires_at if client is not None else None
 
 
+def valid_client_id(client_id: str, longest: int = MAX_CLIENT_ID) -> bool:
+    """Whether `client_id` could name a client; empty or longer ids are never looked up."""
+    return 0 < len(client_id) <= longest
+
+
 def _invalid_client(used_basic: bool, description: str = "client authentication failed") -> InvalidClient:
-    return InvalidClient(description, headers={"WWW-Authenticate": REALM} if used_basic else None)
+    return InvalidClient(description, headers={"WWW-Authenticate": BASIC_CHALLENGE} if used_basic else None)
 
 
 def _decode_basic(value: str) -> tuple[str, str]:
@@ -188,11 +194,7 @@ def authenticate(
     presented = digest(credentials.secret[:MAX_SECRET]) if credentials.secret is not None else None
     ok = client is not None and credentials.method == client.auth_method
     if ok and client is not None and client.confidential:
-        matches = [
-            digests_equal(presented or _UNKNOWN_CLIENT_DIGEST, s.digest)
-            for s in client.secrets
-            if s.expires_at is None or now < s.expires_at
-        ]
+        matches = [digests_equal(presented or _UNKNOWN_CLIENT_DIGEST, s.digest) for s in client.live_secrets(now)]
         ok = presented is not None and any(matches)
     elif client is None and presented is not None:
         digests_equal(presented, _UNKNOWN_CLIENT_DIGEST)

@@ -14,9 +14,10 @@ from chalicelib import audit
 from chalicelib.oauth import registration
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.cimd import MAX_METADATA_URL, app_ref, client_id_from_ref, document_host, is_metadata_url
-from chalicelib.oauth.clients import MAX_CLIENT_ID
+from chalicelib.oauth.clients import MAX_CLIENT_ID, valid_client_id
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, InvalidRequest, TemporarilyUnavailable
 from chalicelib.records import ClientRecord, ConditionFailed, ConsentRecord, OwnedApp
+from chalicelib.settings import Settings
 
 # the choices Developer Settings offers, in the order the form shows them
 APP_TYPE_LABELS = {
@@ -117,14 +118,13 @@ class Developer:
     """The operations behind Developer Settings (/developer/apps) and Connected apps (/account/apps)."""
 
     def __init__(
-        self, store: DeveloperStore, cache: ClientCache, clock: Callable[[], int], rotation_overlap_seconds: int,
-        max_apps: int = 25,
+        self, store: DeveloperStore, clients: ClientCache, settings: Settings, clock: Callable[[], int]
     ) -> None:
-        self.max_apps = max_apps  # MAX_APPS_PER_USER
+        self.max_apps = settings.max_apps_per_user  # MAX_APPS_PER_USER
         self.store = store
-        self.cache = cache
+        self.clients = clients
+        self.rotation_overlap_seconds = settings.secret_rotation_overlap_seconds
         self.clock = clock
-        self.rotation_overlap_seconds = rotation_overlap_seconds
 
     # -- Developer Settings --
     def apps(self, user_id: str) -> list[OwnedApp]:
@@ -132,7 +132,7 @@ class Developer:
 
     def app(self, user_id: str, client_id: str) -> ClientRecord:
         """The user's own application; AppNotFound for an unknown id or someone else's app."""
-        if not client_id or len(client_id) > MAX_CLIENT_ID:
+        if not valid_client_id(client_id):
             raise AppNotFound()
         client = self.store.get_client(client_id)
         _check_owner(client, user_id)
@@ -141,7 +141,7 @@ class Developer:
 
     def _change(self, user_id: str, client_id: str, change: Callable[[ClientRecord], None]) -> ClientRecord:
         """Apply `change` to the user's own app without overwriting a concurrent change, then drop it from the cache."""
-        if not client_id or len(client_id) > MAX_CLIENT_ID:
+        if not valid_client_id(client_id):
             raise AppNotFound()
 
         def owned_change(client: ClientRecord) -> None:
@@ -154,7 +154,7 @@ class Developer:
             raise TemporarilyUnavailable("the application changed while saving; try again") from None
         if client is None:
             raise AppNotFound()
-        self.cache.forget(client_id)
+        self.clients.forget(client_id)
         return client
 
     def create(self, user_id: str, form: AppForm) -> registration.RegisteredClient:
@@ -200,7 +200,7 @@ class Developer:
         return client, issued[0]  # the secret of the write that won
 
     def delete(self, user_id: str, client_id: str) -> None:
-        delete_application(self.store, self.cache, self.app(user_id, client_id), via="developer")
+        delete_application(self.store, self.clients, self.app(user_id, client_id), via="developer")
 
     # -- Connected apps --
     def connected_apps(self, user_id: str) -> list[ConnectedApp]:
@@ -229,7 +229,7 @@ class Developer:
         (their refresh tokens and access tokens go inactive, and a code not yet exchanged cannot be)."""
         client_id = client_id_from_ref(client_ref)
         longest = MAX_METADATA_URL if is_metadata_url(client_id) else MAX_CLIENT_ID
-        consent = self.store.get_consent(user_id, client_id) if client_id and len(client_id) <= longest else None
+        consent = self.store.get_consent(user_id, client_id) if valid_client_id(client_id, longest) else None
         if consent is None:
             raise AppNotFound()
         self.store.delete_consent(user_id, client_id)

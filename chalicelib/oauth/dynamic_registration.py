@@ -10,28 +10,27 @@ registration_client_uri.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Protocol
 
 from chalicelib import audit
 from chalicelib.crypto.secrets import digest, digests_equal, new_token, secret_matches
 from chalicelib.oauth import registration
-from chalicelib.oauth.clients import MAX_CLIENT_ID
+from chalicelib.oauth.bearer import bearer_token, challenged
+from chalicelib.oauth.clients import valid_client_id
 from chalicelib.oauth.developer import ClientCache, DeveloperStore, delete_application
 from chalicelib.oauth.errors import (
     InvalidClientMetadata,
     InvalidRequest,
     InvalidToken,
+    OAuthError,
     TemporarilyUnavailable,
     TooManyRequests,
 )
 from chalicelib.oauth.throttle import Limit, Throttle, ThrottleStore, subject_of
 from chalicelib.records import ClientRecord, ConditionFailed, RegistrationTokenRecord
+from chalicelib.settings import Settings
 
-REALM = 'Bearer realm="clipron"'
-MAX_TOKEN_LENGTH = 512
-_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 §2.1
 _NO_CLIENT_DIGEST = digest("no-such-client")
 # RFC 7592 §2.2: the client must not send these in an update (the server owns them)
 _SERVER_OWNED = ("registration_access_token", "registration_client_uri", "client_secret_expires_at",
@@ -55,25 +54,26 @@ class RegistrationPolicy:
     per_token_per_day: int = 100  # registrations one initial access token may make a day
 
 
-def _unauthorised(description: str | None) -> InvalidToken:
-    """RFC 6750 §3: no error attribute in the challenge when no credentials were sent at all."""
-    if description is None:
-        return InvalidToken("a Bearer token is required", headers={"WWW-Authenticate": REALM})
-    challenge = f'{REALM}, error="invalid_token", error_description="{description}"'
-    return InvalidToken(description, headers={"WWW-Authenticate": challenge})
+def registration_policy(settings: Settings) -> RegistrationPolicy:
+    return RegistrationPolicy(
+        open=settings.registration_policy == "open",
+        idle_seconds=settings.open_registration_idle_seconds,
+        per_source_per_hour=settings.open_registration_per_source_per_hour,
+        per_hour=settings.open_registration_per_hour,
+        per_token_per_day=settings.registrations_per_token_per_day,
+    )
 
 
-def bearer_token(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer` header; InvalidToken (401 + challenge) otherwise."""
-    if authorization is None or not authorization.strip():
-        raise _unauthorised(None)
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise _unauthorised("use an Authorization: Bearer token")
-    if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.match(token):
-        raise _unauthorised("the token is malformed")
-    return token
+def _unauthorised(description: str) -> OAuthError:
+    return challenged(InvalidToken(description))
+
+
+def _presented_token(authorization: str | None) -> str:
+    """The bearer token of the request; InvalidToken (401 + RFC 6750 challenge) otherwise."""
+    try:
+        return bearer_token(authorization)
+    except InvalidToken as error:
+        raise challenged(error) from None
 
 
 def _public_only(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -90,17 +90,16 @@ class Registrar:
     def __init__(
         self,
         store: RegistrationStore,
-        cache: ClientCache,
+        clients: ClientCache,
+        settings: Settings,
         clock: Callable[[], int],
-        url: Callable[[str], str],
-        policy: RegistrationPolicy | None = None,
         resource_scopes: Callable[[], Collection[str]] = tuple,
     ) -> None:
         self.store = store
-        self.cache = cache
+        self.clients = clients
+        self.url = settings.url  # absolute URL under the issuer
         self.clock = clock
-        self.url = url  # absolute URL under the issuer
-        self.policy = policy or RegistrationPolicy()
+        self.policy = registration_policy(settings)
         self.resource_scopes = resource_scopes  # scopes the operator's resource servers accept, beyond the catalogue
 
     def client_uri(self, client_id: str) -> str:
@@ -115,7 +114,7 @@ class Registrar:
         if authorization is None and self.policy.open:
             self._reserve_open_registration(source_address or "unknown")
             return False
-        token = bearer_token(authorization)
+        token = _presented_token(authorization)
         if self.store.get_registration_token(digest(token)) is None:
             raise _unauthorised("the initial access token is invalid or expired")
         quota = Limit("register-token", self.policy.per_token_per_day, 86400)
@@ -158,8 +157,8 @@ class Registrar:
     # -- RFC 7592 --
     def managed_client(self, authorization: str | None, client_id: str) -> ClientRecord:
         """The client the registration access token belongs to; an unknown client and a wrong token look alike."""
-        token = bearer_token(authorization)
-        client = self.store.get_client(client_id) if 0 < len(client_id) <= MAX_CLIENT_ID else None
+        token = _presented_token(authorization)
+        client = self.store.get_client(client_id) if valid_client_id(client_id) else None
         if client is not None and client.disabled:  # an operator disabled it: refused everywhere, alike
             client = None
         stored = client.registration_token_digest if client is not None else None
@@ -187,9 +186,8 @@ class Registrar:
                 raise _unauthorised("the registration access token is invalid")
             if "client_secret" in metadata:
                 presented = metadata["client_secret"]
-                now = self.clock()
-                live = [s.digest for s in current.secrets if s.expires_at is None or now < s.expires_at]
-                matches = [secret_matches(presented, d) for d in live] if isinstance(presented, str) else []
+                live = current.live_secrets(self.clock())
+                matches = [secret_matches(presented, s.digest) for s in live] if isinstance(presented, str) else []
                 if not any(matches):
                     raise InvalidRequest("client_secret does not match the current secret (it cannot be chosen)")
             registration.apply_metadata(current, metadata, self.resource_scopes())
@@ -200,12 +198,12 @@ class Registrar:
             raise TemporarilyUnavailable("the registration changed while saving; try again") from None
         if updated is None:
             raise _unauthorised("the registration access token is invalid")
-        self.cache.forget(client.client_id)
+        self.clients.forget(client.client_id)
         audit.emit("client.updated", client_id=client.client_id, via="register")
         return self._information(updated)
 
     def delete(self, client: ClientRecord) -> None:
-        delete_application(self.store, self.cache, client, via="register")
+        delete_application(self.store, self.clients, client, via="register")
 
     def _information(self, client: ClientRecord) -> dict[str, Any]:
         return {**registration.client_metadata(client), "registration_client_uri": self.client_uri(client.client_id)}

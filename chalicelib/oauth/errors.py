@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+# the protection space of every WWW-Authenticate challenge we send (Basic and Bearer)
+REALM = "clipron"
 # error_description may only hold %x20-21 / %x23-5B / %x5D-7E (RFC 6749 §5.2)
 _UNSAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 

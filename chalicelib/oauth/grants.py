@@ -16,7 +16,7 @@ from chalicelib import audit
 from chalicelib.crypto.sealing import open_with_token, seal_with_token
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import pkce
-from chalicelib.oauth.clients import ClientAuthLimits, ClientDirectory, authenticate, client_credentials
+from chalicelib.oauth.clients import ClientDirectory
 from chalicelib.oauth.errors import (
     InvalidClient,
     InvalidGrant,
@@ -26,13 +26,15 @@ from chalicelib.oauth.errors import (
     UnsupportedGrantType,
 )
 from chalicelib.oauth.id_tokens import Authentication, IdTokens
-from chalicelib.oauth.resource_servers import ResourceDirectory, builtin_api, scopes_for
+from chalicelib.oauth.resource_servers import ResourceDirectory, scopes_for
 from chalicelib.oauth.scopes import OPENID, format_scope, parse_scope, resolve
 from chalicelib.oauth.standing import current_scope, grant_in_force
 from chalicelib.oauth.token_exchange import exchange
 from chalicelib.oauth.tokens import CLIENT_SUBJECT_PREFIX, AccessTokens
 from chalicelib.oauth.userinfo import user_claims
 from chalicelib.records import (
+    GRANT_TYPES,
+    TOKEN_EXCHANGE,
     ClientRecord,
     CodeRecord,
     ConditionFailed,
@@ -43,8 +45,6 @@ from chalicelib.records import (
 )
 from chalicelib.settings import Settings
 
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE)
 MAX_TOKEN_PARAMETER = 256  # codes and refresh tokens are 43 characters; longer values never reach the table
 GRACE_PURPOSE = "clipron-refresh-grace-v1"
 
@@ -64,25 +64,10 @@ class TokenEndpoint:
     store: TokenStore
     clients: ClientDirectory
     access_tokens: AccessTokens
+    resources: ResourceDirectory  # RFC 8707 audiences
+    id_tokens: IdTokens  # OpenID Connect ID tokens, on the access tokens' key ring
     settings: Settings
     clock: Callable[[], int]
-    resources: ResourceDirectory | None = None  # RFC 8707 audiences; None: a directory on this store
-    id_tokens: IdTokens | None = None  # None: built on the access tokens' key ring
-
-    def __post_init__(self) -> None:
-        if self.resources is None:
-            self.resources = ResourceDirectory(
-                self.store, builtin_api(self.settings), self.settings.client_cache_seconds, self.clock  # type: ignore[arg-type]
-            )
-        if self.id_tokens is None:
-            self.id_tokens = IdTokens(
-                self.access_tokens.signer, self.settings.issuer, self.settings.id_token_seconds, self.clock
-            )
-
-    @property
-    def directory(self) -> ResourceDirectory:
-        assert self.resources is not None
-        return self.resources
 
     def handle(self, form: dict[str, str], authorization: str | None, source: str | None = None) -> dict[str, Any]:
         """The RFC 6749 §5.1 body for a token request, or an OAuthError."""
@@ -91,8 +76,7 @@ class TokenEndpoint:
             raise InvalidRequest("grant_type is required")
         if grant_type not in GRANT_TYPES:
             raise UnsupportedGrantType("this server does not support this grant type")
-        client = authenticate(self.clients, client_credentials(authorization, form, source), self.clock(),
-                              ClientAuthLimits.from_settings(self.settings))
+        client = self.clients.authenticate(authorization, form, source)
         if grant_type in ("client_credentials", TOKEN_EXCHANGE) and not client.confidential:
             raise InvalidClient("this grant needs a confidential client")
         if grant_type not in client.grant_types:
@@ -109,7 +93,7 @@ class TokenEndpoint:
     def authorization_code(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
         code = self._redeemable_code(client, form)
         granted = _still_allowed(code.scope, client)
-        server = self.directory.pick(form.get("resource"), code.resources)
+        server = self.resources.pick(form.get("resource"), code.resources)
         scope = _narrowed(form.get("scope"), format_scope(scopes_for(server, granted.split())))
         now = self.clock()
         grant = GrantRecord(
@@ -190,7 +174,7 @@ class TokenEndpoint:
     ) -> dict[str, Any]:
         """A new access token and successor (within what the client may still ask for); the response is
         sealed on the spent token for the grace window."""
-        server = self.directory.pick(resource, record.resources)  # any resource of the grant, never a new one
+        server = self.resources.pick(resource, record.resources)  # any resource of the grant, never a new one
         scope = _narrowed(requested, format_scope(scopes_for(server, granted.split())))
         now = self.clock()
         absolute = record.grant_expires_at or self._grant_expiry(record)
@@ -259,7 +243,7 @@ class TokenEndpoint:
     # -- client_credentials (RFC 6749 §4.4, RFC 8707) --
     def client_credentials(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
         resource = form.get("resource")
-        server = self.directory.default if resource is None else self.directory.require(resource)
+        server = self.resources.default if resource is None else self.resources.require(resource)
         scope = format_scope(resolve(form.get("scope") or None, [s for s in client.scopes if s in server.scopes]))
         issued = self.access_tokens.issue(
             sub=CLIENT_SUBJECT_PREFIX + client.client_id,
@@ -273,7 +257,7 @@ class TokenEndpoint:
 
     # -- token exchange (RFC 8693) --
     def token_exchange(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
-        return exchange(self.store, self.directory, self.access_tokens, self.clock, client, form)
+        return exchange(self.store, self.resources, self.access_tokens, self.clock, client, form)
 
     # -- shared --
     def _user_access_token(self, grant: GrantRecord, scope: str, server: ResourceServerRecord) -> dict[str, Any]:

@@ -20,18 +20,31 @@ client_credentials token costs one consistent GetItem (its client). A refresh to
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from chalicelib.crypto.secrets import digest
-from chalicelib.oauth.errors import InvalidClient, InvalidToken
+from chalicelib.oauth.clients import ClientDirectory
+from chalicelib.oauth.errors import InvalidClient, InvalidRequest, InvalidToken
 from chalicelib.oauth.resource_servers import ResourceDirectory
 from chalicelib.oauth.standing import client_in_force, grant_in_force
 from chalicelib.oauth.tokens import MAX_TOKEN_LENGTH, AccessTokens
-from chalicelib.records import ClientRecord, ResourceServerRecord
-from chalicelib.store.dynamo import DynamoStore
+from chalicelib.records import ClientRecord, GrantRecord, RefreshTokenRecord, ResourceServerRecord
 
 ACCESS_TOKEN_TYPE = "Bearer"
 REFRESH_TOKEN_TYPE = "refresh_token"
+
+
+class IntrospectionStore(Protocol):
+    def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None: ...
+    def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None: ...
+
+
+def token_parameter(form: dict[str, str]) -> str:
+    """The `token` of a revocation or introspection request (RFC 7009 §2.1, RFC 7662 §2.1)."""
+    token = form.get("token")
+    if token is None:
+        raise InvalidRequest("the token parameter is required")
+    return token
 
 
 def inactive() -> dict[str, Any]:
@@ -49,12 +62,18 @@ def looks_like_jwt(token: str) -> bool:
 
 
 class Introspector:
-    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, resources: ResourceDirectory,
-                 clock: Callable[[], int]) -> None:
+    def __init__(self, store: IntrospectionStore, clients: ClientDirectory, access_tokens: AccessTokens,
+                 resources: ResourceDirectory, clock: Callable[[], int]) -> None:
         self.store = store
+        self.clients = clients
         self.access_tokens = access_tokens
         self.resources = resources
         self.clock = clock
+
+    def handle(self, form: dict[str, str], authorization: str | None, source: str | None = None) -> dict[str, Any]:
+        """POST /introspect: authenticate the client, then answer for the token (RFC 7662 §2)."""
+        caller = self.clients.authenticate(authorization, form, source)
+        return self.introspect(caller, token_parameter(form))
 
     def introspect(self, caller: ClientRecord, token: str) -> dict[str, Any]:
         if not caller.confidential:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.oauth import scopes
-from chalicelib.oauth.grants import GRANT_TYPES
 from chalicelib.oauth.userinfo import USER_CLAIMS
+from chalicelib.records import GRANT_TYPES
 from chalicelib.settings import Settings
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]

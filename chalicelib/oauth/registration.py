@@ -12,9 +12,8 @@ from chalicelib.crypto.secrets import digest, new_id, new_token
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.client_display import checked_name
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
-from chalicelib.records import AUTH_METHODS, ClientRecord, ClientSecret
+from chalicelib.records import AUTH_METHODS, REGISTRABLE_GRANT_TYPES, ClientRecord, ClientSecret
 
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 APP_TYPES = {
     # type: (auth method, grant types)
     "web": ("client_secret_basic", ["authorization_code", "refresh_token"]),
@@ -135,7 +134,7 @@ def validate_metadata(metadata: dict[str, Any], verified: bool = False, *,
         raise InvalidClientMetadata(
             "token_endpoint_auth_method must be one of client_secret_basic, client_secret_post, none")
     grant_types = _string_list(metadata, "grant_types", ["authorization_code", "refresh_token"])
-    unknown = [g for g in grant_types if g not in GRANT_TYPES]
+    unknown = [g for g in grant_types if g not in REGISTRABLE_GRANT_TYPES]
     if unknown:
         raise InvalidClientMetadata("grant_types holds an unsupported grant type")
     if "client_credentials" in grant_types and method == "none":
@@ -229,11 +228,8 @@ def client_metadata(client: ClientRecord) -> dict[str, Any]:
 def rotate_secret(client: ClientRecord, now: int, overlap_seconds: int) -> str:
     """A new secret; the old one keeps working for `overlap_seconds` (0: it stops at once)."""
     secret = new_token()
-    kept = [
-        ClientSecret(s.digest, now + overlap_seconds)
-        for s in client.secrets
-        if overlap_seconds > 0 and (s.expires_at is None or s.expires_at > now)
-    ]
+    live = client.live_secrets(now) if overlap_seconds > 0 else []
+    kept = [ClientSecret(s.digest, now + overlap_seconds) for s in live]
     client.secrets = [ClientSecret(digest(secret)), *kept[:1]]
     return secret
 

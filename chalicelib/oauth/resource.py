@@ -9,24 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.oauth.errors import InsufficientScope, InvalidToken, OAuthError
+from chalicelib.oauth.bearer import bearer_token, challenged
+from chalicelib.oauth.errors import InsufficientScope, OAuthError
 from chalicelib.oauth.scopes import API_SCOPES
 from chalicelib.oauth.tokens import AccessTokenClaims, AccessTokens
 from chalicelib.settings import Settings
 
-REALM = "clipron"
 METADATA_PATH = "/.well-known/oauth-protected-resource/v1"
-_BEARER = "bearer"
-
-
-class MissingToken(InvalidToken):
-    """No bearer credentials at all: RFC 6750 §3.1 says the challenge then carries no error code."""
-
-    def __init__(self) -> None:
-        super().__init__("this request needs a bearer access token in the Authorization header")
-
-    def body(self) -> dict[str, Any]:
-        return {"error_description": self.description}
 
 
 class UserTokenRequired(OAuthError):
@@ -51,32 +40,6 @@ def protected_resource_metadata(settings: Settings) -> dict[str, Any]:
     }
 
 
-def challenge(error: OAuthError, metadata_url: str | None) -> str:
-    """The WWW-Authenticate value for a refused request (RFC 6750 §3, RFC 9728 §5.1 when `metadata_url`)."""
-    parts = [f'realm="{REALM}"']
-    if not isinstance(error, MissingToken):
-        parts.append(f'error="{error.error}"')
-        if error.description:  # already restricted to characters that need no quoting (errors.py)
-            parts.append(f'error_description="{error.description}"')
-        scope = getattr(error, "scope", None)
-        if scope:
-            parts.append(f'scope="{scope}"')
-    if metadata_url is not None:
-        parts.append(f'resource_metadata="{metadata_url}"')
-    return "Bearer " + ", ".join(parts)
-
-
-def bearer_token(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1); the scheme is case-insensitive."""
-    scheme, _, value = (authorization or "").strip().partition(" ")
-    if scheme.lower() != _BEARER:
-        raise MissingToken()
-    token = value.strip()
-    if not token or any(ch.isspace() for ch in token):
-        raise InvalidToken("the Authorization header must be `Bearer <token>`")
-    return token
-
-
 class ResourceGuard:
     """Checks a request's bearer token for one API: signature, issuer, audience, type, times, scope."""
 
@@ -88,7 +51,8 @@ class ResourceGuard:
     def check(self, authorization: str | None, scope: str | None) -> AccessTokenClaims:
         """The token's claims when it may call an endpoint needing `scope` (None: any user token).
 
-        Raises an OAuthError whose headers already carry the RFC 6750 challenge.
+        Raises an OAuthError whose headers already carry the RFC 6750 challenge (with RFC 9728 §5.1's
+        resource_metadata).
         """
         try:
             claims = self.access_tokens.verify(bearer_token(authorization), self.audience)
@@ -97,6 +61,6 @@ class ResourceGuard:
             if scope is not None and scope not in claims.scope:
                 raise InsufficientScope(scope)
         except OAuthError as error:
-            error.headers["WWW-Authenticate"] = challenge(error, self.metadata_url)
+            challenged(error, resource_metadata=self.metadata_url)
             raise
         return claims

@@ -86,11 +86,10 @@ def new_resource_server(
 class ResourceDirectory:
     """Resource servers by identifier: the built-in Clipron API, then the table, cached for `ttl_seconds`."""
 
-    def __init__(self, store: ResourceStore, builtin: ResourceServerRecord, ttl_seconds: int,
-                 clock: Callable[[], int]) -> None:
+    def __init__(self, store: ResourceStore, settings: Settings, clock: Callable[[], int]) -> None:
         self.store = store
-        self.builtin = builtin
-        self.ttl_seconds = ttl_seconds
+        self.builtin = builtin_api(settings)
+        self.ttl_seconds = settings.client_cache_seconds
         self.clock = clock
         self._cache: dict[str, tuple[int, ResourceServerRecord | None]] = {}
         self._lock = threading.Lock()

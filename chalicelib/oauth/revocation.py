@@ -15,22 +15,34 @@ Rules (pinned in tests/test_revocation.py):
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
 from chalicelib import audit
 from chalicelib.crypto.secrets import digest
+from chalicelib.oauth.clients import ClientDirectory
 from chalicelib.oauth.errors import InvalidToken, UnauthorizedClient, UnsupportedTokenType
-from chalicelib.oauth.introspection import looks_like_jwt
+from chalicelib.oauth.introspection import looks_like_jwt, token_parameter
 from chalicelib.oauth.tokens import MAX_TOKEN_LENGTH, AccessTokens
-from chalicelib.records import ClientRecord
-from chalicelib.store.dynamo import DynamoStore
+from chalicelib.records import ClientRecord, RefreshTokenRecord
+
+
+class RevocationStore(Protocol):
+    def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None: ...
+    def revoke_grant(self, client_id: str, grant_id: str) -> None: ...
 
 
 class Revoker:
-    def __init__(self, store: DynamoStore, access_tokens: AccessTokens, clock: Callable[[], int]) -> None:
+    def __init__(self, store: RevocationStore, clients: ClientDirectory, access_tokens: AccessTokens,
+                 clock: Callable[[], int]) -> None:
         self.store = store
+        self.clients = clients
         self.access_tokens = access_tokens
         self.clock = clock
+
+    def handle(self, form: dict[str, str], authorization: str | None, source: str | None = None) -> None:
+        """POST /revoke: authenticate the client, then revoke (RFC 7009 §2.1)."""
+        caller = self.clients.authenticate(authorization, form, source)
+        self.revoke(caller, token_parameter(form))
 
     def revoke(self, caller: ClientRecord, token: str) -> None:
         if not token or len(token) > MAX_TOKEN_LENGTH:

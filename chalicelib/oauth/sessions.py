@@ -13,6 +13,7 @@ from typing import Callable, Protocol
 
 from chalicelib.crypto.secrets import derived_token, digest, digests_equal, new_id, new_token
 from chalicelib.records import SessionRecord, UserRecord
+from chalicelib.settings import Settings
 
 
 class SessionStore(Protocol):
@@ -26,9 +27,9 @@ MAX_SESSION_ID = 128
 
 
 class Sessions:
-    def __init__(self, store: SessionStore, lifetime: int, clock: Callable[[], int]) -> None:
+    def __init__(self, store: SessionStore, settings: Settings, clock: Callable[[], int]) -> None:
         self.store = store
-        self.lifetime = lifetime
+        self.lifetime = settings.session_seconds
         self.clock = clock
 
     def start(self, user_id: str, user_generation: str | None = None) -> tuple[str, SessionRecord]:

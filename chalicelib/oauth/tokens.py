@@ -9,8 +9,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from chalicelib import strict_json
 from chalicelib.crypto.secrets import new_id
 from chalicelib.oauth.errors import InvalidToken
+from chalicelib.settings import Settings
 
 ACCESS_TOKEN_TYP = "at+jwt"
 LEEWAY_SECONDS = 30  # clock skew between Lambda instances and resource servers (at most 60)
@@ -61,10 +63,10 @@ class AccessTokenClaims:
 
 
 class AccessTokens:
-    def __init__(self, signer: Signer, issuer: str, lifetime: int, clock: Callable[[], int]) -> None:
+    def __init__(self, signer: Signer, settings: Settings, clock: Callable[[], int]) -> None:
         self.signer = signer
-        self.issuer = issuer
-        self.lifetime = lifetime
+        self.issuer = settings.issuer
+        self.lifetime = settings.access_token_seconds
         self.clock = clock
 
     def issue(
@@ -200,19 +202,12 @@ def verify_jws(
         raise InvalidToken("the access token is malformed") from None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    names = [name for name, _ in pairs]
-    if len(names) != len(set(names)):
-        raise ValueError("duplicate member")
-    return dict(pairs)
-
-
 def _reject_duplicate_members(token: str) -> None:
     """A header or payload naming a member twice is refused: parsers disagree on which one wins."""
     for segment in token.split(".")[:2]:
         try:
             raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-            json.loads(raw, object_pairs_hook=_no_duplicates)
+            strict_json.loads(raw)
         except (binascii.Error, ValueError):
             raise InvalidToken("the access token is malformed") from None
 

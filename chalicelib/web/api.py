@@ -15,10 +15,9 @@ from chalice import Blueprint, Response
 
 from chalicelib import clock
 from chalicelib.api import service
-from chalicelib.oauth.resource import METADATA_PATH, ResourceGuard, protected_resource_metadata
+from chalicelib.oauth.resource import METADATA_PATH, protected_resource_metadata
 from chalicelib.oauth.throttle import Limit, subject_of
 from chalicelib.oauth.tokens import AccessTokenClaims
-from chalicelib.store.api_store import ApiStore
 from chalicelib.web.common import ANY_BODY, guarded, json_body, json_response
 from chalicelib.web.wellknown import PUBLIC
 from chalicelib.wiring import services
@@ -32,10 +31,7 @@ def bearer(scope: str | None) -> Callable[[Callable[..., Response]], Callable[..
     def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
-            s = services()
-            claims = ResourceGuard(s.access_tokens, s.settings).check(
-                bp.current_request.headers.get("authorization"), scope
-            )
+            claims = services().resource_guard.check(bp.current_request.headers.get("authorization"), scope)
             return view(claims, *args, **kwargs)
 
         return guarded(wrapper)  # OAuthError → its JSON + challenge header; store faults → 503
@@ -52,7 +48,7 @@ def me(claims: AccessTokenClaims) -> Response:
 @bp.route("/v1/analyses", methods=["GET"])
 @bearer("read:analysis")
 def analyses(claims: AccessTokenClaims) -> Response:
-    return json_response({"analyses": service.list_analyses(ApiStore(), claims.sub)})
+    return json_response({"analyses": service.list_analyses(services().api_store, claims.sub)})
 
 
 @bp.route("/v1/projects", methods=["POST"], content_types=ANY_BODY)
@@ -63,7 +59,7 @@ def create_project(claims: AccessTokenClaims) -> Response:
     # a quota on writes per user (API_WRITES_PER_USER_PER_MINUTE): Throttled -> 429 slow_down
     s.throttle.take((Limit("api-writes", s.settings.api_writes_per_user_per_minute, 60), subject_of(claims.sub)))
     try:
-        project = service.create_project(ApiStore(), claims.sub, json_body(request), clock.now())
+        project = service.create_project(services().api_store, claims.sub, json_body(request), clock.now())
     except service.InvalidInput as error:
         return json_response(error.body(), 400)
     return json_response(project, 201)

@@ -69,12 +69,9 @@ GONE = (
 
 
 def _flow() -> AuthorizationFlow:
-    svc = services()
-    settings = svc.settings
-    return AuthorizationFlow(
-        svc.store, svc.clients, settings.issuer, settings.code_seconds, settings.authorization_request_seconds,
-        clock.now, svc.resources, svc.id_tokens, _park_quota,
-    )
+    flow = services().authorization_flow
+    flow.park_quota = _park_quota  # the same function every time: it reads the current request's source
+    return flow
 
 
 def _park_quota() -> None:

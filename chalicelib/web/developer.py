@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import clock
 from chalicelib.crypto.sealing import open_with_token, seal_with_token
 from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.developer import APP_TYPE_LABELS, AppForm, AppNotFound, Developer, redirect_uri_lines
@@ -52,9 +51,7 @@ class Forbidden(Exception):
 
 
 def developer() -> Developer:
-    s = services()
-    return Developer(s.store, s.clients, clock.now, s.settings.secret_rotation_overlap_seconds,
-                     s.settings.max_apps_per_user)
+    return services().developer
 
 
 def signed_in(request: Request) -> tuple[str, str] | None:

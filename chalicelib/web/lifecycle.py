@@ -1,15 +1,9 @@
-"""POST /revoke (RFC 7009) and POST /introspect (RFC 7662): parse, authenticate the client, call oauth/."""
+"""POST /revoke (RFC 7009) and POST /introspect (RFC 7662): parse, call oauth/ (which authenticates the client)."""
 
 from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib import clock
-from chalicelib.oauth.clients import ClientAuthLimits, authenticate, client_credentials
-from chalicelib.oauth.errors import InvalidRequest
-from chalicelib.oauth.introspection import Introspector
-from chalicelib.oauth.revocation import Revoker
-from chalicelib.records import ClientRecord
 from chalicelib.web.common import (
     ANY_BODY,
     NO_STORE,
@@ -25,36 +19,19 @@ bp = Blueprint(__name__)
 OTHER_METHODS = ["GET", "PUT", "DELETE", "PATCH"]
 
 
-def _authenticated() -> tuple[ClientRecord, dict[str, str]]:
-    form, authorization = client_request(bp.current_request)
-    s = services()
-    credentials = client_credentials(authorization, form, source_address(bp.current_request))
-    return authenticate(s.clients, credentials, clock.now(), ClientAuthLimits.from_settings(s.settings)), form
-
-
-def _token(form: dict[str, str]) -> str:
-    token = form.get("token")
-    if token is None:
-        raise InvalidRequest("the token parameter is required")
-    return token
-
-
 @bp.route("/revoke", methods=["POST"], content_types=ANY_BODY)
 @guarded
 def revoke() -> Response:
-    client, form = _authenticated()
-    s = services()
-    Revoker(s.store, s.access_tokens, clock.now).revoke(client, _token(form))
+    form, authorization = client_request(bp.current_request)
+    services().revoker.handle(form, authorization, source_address(bp.current_request))
     return Response(body="", status_code=200, headers={**NO_STORE, "Content-Type": "text/plain"})
 
 
 @bp.route("/introspect", methods=["POST"], content_types=ANY_BODY)
 @guarded
 def introspect() -> Response:
-    client, form = _authenticated()
-    s = services()
-    introspector = Introspector(s.store, s.access_tokens, s.resources, clock.now)
-    return json_response(introspector.introspect(client, _token(form)))
+    form, authorization = client_request(bp.current_request)
+    return json_response(services().introspector.handle(form, authorization, source_address(bp.current_request)))
 
 
 @bp.route("/revoke", methods=OTHER_METHODS, content_types=ANY_BODY)

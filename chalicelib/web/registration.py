@@ -5,10 +5,8 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 from chalice.app import Request
 
-from chalicelib import clock
-from chalicelib.oauth.dynamic_registration import Registrar, RegistrationPolicy
+from chalicelib.oauth.dynamic_registration import Registrar
 from chalicelib.oauth.errors import InvalidClientMetadata
-from chalicelib.oauth.resource_servers import registrable_scopes
 from chalicelib.oauth.throttle import source_of
 from chalicelib.web.common import (
     ANY_BODY,
@@ -25,16 +23,7 @@ bp = Blueprint(__name__)
 
 
 def registrar() -> Registrar:
-    s = services()
-    settings = s.settings
-    policy = RegistrationPolicy(
-        open=settings.registration_policy == "open",
-        idle_seconds=settings.open_registration_idle_seconds,
-        per_source_per_hour=settings.open_registration_per_source_per_hour,
-        per_hour=settings.open_registration_per_hour,
-        per_token_per_day=settings.registrations_per_token_per_day,
-    )
-    return Registrar(s.store, s.clients, clock.now, settings.url, policy, lambda: registrable_scopes(s.store))
+    return services().registrar
 
 
 def _authorization(request: Request) -> str | None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib import clock
-from chalicelib.oauth.grants import TokenEndpoint
 from chalicelib.web.common import client_request, guarded, json_response, method_not_allowed, source_address
 from chalicelib.wiring import services
 
@@ -15,16 +13,11 @@ bp = Blueprint(__name__)
 EVERY_CONTENT_TYPE = ["*/*"]
 
 
-def endpoint() -> TokenEndpoint:
-    s = services()
-    return TokenEndpoint(s.store, s.clients, s.access_tokens, s.settings, clock.now, s.resources, s.id_tokens)
-
-
 @bp.route("/token", methods=["POST"], content_types=EVERY_CONTENT_TYPE)
 @guarded
 def token() -> Response:
     form, authorization = client_request(bp.current_request)
-    return json_response(endpoint().handle(form, authorization, source_address(bp.current_request)))
+    return json_response(services().token_endpoint.handle(form, authorization, source_address(bp.current_request)))
 
 
 @bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"], content_types=EVERY_CONTENT_TYPE)

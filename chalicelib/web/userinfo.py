@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
+from chalicelib.oauth.bearer import bearer_token, challenged
 from chalicelib.oauth.errors import InvalidRequest, OAuthError
-from chalicelib.oauth.resource import bearer_token, challenge
-from chalicelib.oauth.userinfo import UserInfo
 from chalicelib.web.common import ANY_BODY, form_parameters, guarded, json_response, single_header
 from chalicelib.wiring import services
 
@@ -29,10 +28,9 @@ def _presented_token() -> str:
 @bp.route("/userinfo", methods=["GET", "POST"], content_types=ANY_BODY)
 @guarded
 def userinfo() -> Response:
-    s = services()
     try:
-        claims = UserInfo(s.access_tokens, s.store, s.settings.api_audience).claims(_presented_token())
+        claims = services().userinfo.claims(_presented_token())
     except OAuthError as error:
-        error.headers["WWW-Authenticate"] = challenge(error, None)
+        challenged(error)
         raise
     return json_response(claims)
