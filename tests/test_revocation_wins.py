@@ -17,7 +17,6 @@ from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import accounts
 from chalicelib.oauth.developer import Developer, delete_application
 from chalicelib.oauth.errors import OAuthError
-from chalicelib.oauth.introspection import Introspector
 from tests import authorize_support as front
 from tests import lifecycle_helpers as lifecycle
 from tests.developer_support import sign_in
@@ -74,14 +73,11 @@ def _still_works(world: World, name: str, tokens: Any) -> bool:
 def _active(services: Any, token: str) -> bool:
     """Introspected by a resource server (it may ask about every client's tokens)."""
     caller = services.store.get_client("rs1") or make_client(services, "rs1", resource_server=True)
-    introspector = Introspector(services.store, services.access_tokens, services.resources, services.clients.clock)
-    return introspector.introspect(caller, token)["active"]
+    return services.introspector.introspect(caller, token)["active"]
 
 
 def _developer(world: World) -> Developer:
-    services = world.services
-    return Developer(services.store, services.clients, services.clients.clock,
-                     services.settings.secret_rotation_overlap_seconds)
+    return world.services.developer
 
 
 def test_revoke_access_racing_a_code_exchange_never_leaves_working_tokens(aws):
@@ -152,7 +148,8 @@ def test_an_exchange_committed_while_access_is_revoked_leaves_nothing_working(aw
     world.issue_code(c1)  # an earlier grant: the revoker has something to read
     store = _ExchangeBeforeFirstWrite(world.store, _exchange(world, "C1", world.issue_code(c1)))
     services = world.services
-    Developer(store, services.clients, services.clients.clock, 0).revoke_access(world.user_id, c1.client_id)
+    developer = Developer(store, services.clients, services.settings, services.clients.clock)
+    developer.revoke_access(world.user_id, c1.client_id)
     assert isinstance(store.exchanged, dict)  # the exchange won its race
     assert not _still_works(world, "C1", store.exchanged)
 
