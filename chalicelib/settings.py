@@ -125,66 +125,50 @@ def _number(name: str, low: float, high: float, kind: type = int) -> Callable[[s
     return parse
 
 
-def _int(name: str, low: int, high: int) -> Callable[[str], object]:
-    return _number(name, low, high, int)
+def _int(name: str, default: int, low: int, high: int) -> tuple[str, str, Callable[[str], object]]:
+    return name, str(default), _number(name, low, high, int)
 
 
-def _float(name: str, low: float, high: float) -> Callable[[str], object]:
-    return _number(name, low, high, float)
+def _float(name: str, default: float, low: float, high: float) -> tuple[str, str, Callable[[str], object]]:
+    return name, str(default), _number(name, low, high, float)
 
 
-# field name -> (environment variable, default or None when required, parser)
+# field name -> (environment variable, default, parser); the variable is named once, in the row
 _DAY = 86400
 _NUMBERS: dict[str, tuple[str, str, Callable[[str], object]]] = {
-    "access_token_seconds": ("ACCESS_TOKEN_SECONDS", "900", _int("ACCESS_TOKEN_SECONDS", 60, 3600)),
-    "id_token_seconds": ("ID_TOKEN_SECONDS", "300", _int("ID_TOKEN_SECONDS", 60, 3600)),
-    "code_seconds": ("CODE_SECONDS", "60", _int("CODE_SECONDS", 10, 600)),
-    "refresh_idle_seconds": ("REFRESH_IDLE_SECONDS", str(14 * _DAY), _int("REFRESH_IDLE_SECONDS", 60, 365 * _DAY)),
-    "refresh_absolute_seconds": (
-        "REFRESH_ABSOLUTE_SECONDS", str(90 * _DAY), _int("REFRESH_ABSOLUTE_SECONDS", 60, 730 * _DAY)),
-    "refresh_grace_seconds": ("REFRESH_GRACE_SECONDS", "10", _int("REFRESH_GRACE_SECONDS", 0, 60)),
-    "session_seconds": ("SESSION_SECONDS", str(8 * 3600), _int("SESSION_SECONDS", 60, 30 * _DAY)),
-    "authorization_request_seconds": (
-        "AUTHORIZATION_REQUEST_SECONDS", "600", _int("AUTHORIZATION_REQUEST_SECONDS", 60, 3600)),
-    "client_cache_seconds": ("CLIENT_CACHE_SECONDS", "30", _int("CLIENT_CACHE_SECONDS", 0, 300)),
-    "key_cache_seconds": ("KEY_CACHE_SECONDS", "300", _int("KEY_CACHE_SECONDS", 0, 3600)),
-    "secret_rotation_overlap_seconds": (
-        "SECRET_ROTATION_OVERLAP_SECONDS", "0", _int("SECRET_ROTATION_OVERLAP_SECONDS", 0, 30 * _DAY)),
-    "login_max_failures": ("LOGIN_MAX_FAILURES", "10", _int("LOGIN_MAX_FAILURES", 1, 1000)),
-    "login_window_seconds": ("LOGIN_WINDOW_SECONDS", "900", _int("LOGIN_WINDOW_SECONDS", 10, _DAY)),
-    "client_auth_max_failures": ("CLIENT_AUTH_MAX_FAILURES", "50", _int("CLIENT_AUTH_MAX_FAILURES", 1, 10000)),
-    "login_source_max_failures": ("LOGIN_SOURCE_MAX_FAILURES", "30", _int("LOGIN_SOURCE_MAX_FAILURES", 1, 100000)),
-    "login_account_max_failures": (
-        "LOGIN_ACCOUNT_MAX_FAILURES", "100", _int("LOGIN_ACCOUNT_MAX_FAILURES", 1, 100000)),
-    "login_global_max_failures_per_minute": (
-        "LOGIN_GLOBAL_MAX_FAILURES_PER_MINUTE", "1000", _int("LOGIN_GLOBAL_MAX_FAILURES_PER_MINUTE", 1, 1000000)),
-    "login_backoff_max_seconds": (
-        "LOGIN_BACKOFF_MAX_SECONDS", str(_DAY), _int("LOGIN_BACKOFF_MAX_SECONDS", 60, 30 * _DAY)),
-    "known_device_days": ("KNOWN_DEVICE_DAYS", "90", _int("KNOWN_DEVICE_DAYS", 0, 400)),
-    "client_auth_source_max_failures": (
-        "CLIENT_AUTH_SOURCE_MAX_FAILURES", "200", _int("CLIENT_AUTH_SOURCE_MAX_FAILURES", 1, 100000)),
-    "max_apps_per_user": ("MAX_APPS_PER_USER", "25", _int("MAX_APPS_PER_USER", 1, 10000)),
-    "registrations_per_token_per_day": (
-        "REGISTRATIONS_PER_TOKEN_PER_DAY", "100", _int("REGISTRATIONS_PER_TOKEN_PER_DAY", 1, 1000000)),
-    "parked_requests_per_source": (
-        "PARKED_REQUESTS_PER_SOURCE", "100", _int("PARKED_REQUESTS_PER_SOURCE", 1, 1000000)),
-    "api_writes_per_user_per_minute": (
-        "API_WRITES_PER_USER_PER_MINUTE", "60", _int("API_WRITES_PER_USER_PER_MINUTE", 1, 100000)),
-    "request_deadline_seconds": ("REQUEST_DEADLINE_SECONDS", "15", _float("REQUEST_DEADLINE_SECONDS", 1, 24)),
-    "ddb_connect_timeout_seconds": (
-        "DDB_CONNECT_TIMEOUT_SECONDS", "2", _float("DDB_CONNECT_TIMEOUT_SECONDS", 0.1, 10)),
-    "ddb_read_timeout_seconds": ("DDB_READ_TIMEOUT_SECONDS", "4", _float("DDB_READ_TIMEOUT_SECONDS", 0.1, 10)),
-    "ddb_max_retries": ("DDB_MAX_RETRIES", "2", _int("DDB_MAX_RETRIES", 0, 5)),
-    "open_registration_idle_seconds": (
-        "OPEN_REGISTRATION_IDLE_SECONDS", str(30 * _DAY), _int("OPEN_REGISTRATION_IDLE_SECONDS", 3600, 365 * _DAY)),
-    "open_registration_per_source_per_hour": (
-        "OPEN_REGISTRATION_PER_SOURCE_PER_HOUR", "10", _int("OPEN_REGISTRATION_PER_SOURCE_PER_HOUR", 1, 10000)),
-    "open_registration_per_hour": (
-        "OPEN_REGISTRATION_PER_HOUR", "1000", _int("OPEN_REGISTRATION_PER_HOUR", 1, 1_000_000)),
-    "metadata_document_min_cache_seconds": (
-        "METADATA_DOCUMENT_MIN_CACHE_SECONDS", "300", _int("METADATA_DOCUMENT_MIN_CACHE_SECONDS", 60, _DAY)),
-    "metadata_document_max_cache_seconds": (
-        "METADATA_DOCUMENT_MAX_CACHE_SECONDS", str(_DAY), _int("METADATA_DOCUMENT_MAX_CACHE_SECONDS", 60, 7 * _DAY)),
+    "access_token_seconds": _int("ACCESS_TOKEN_SECONDS", 900, 60, 3600),
+    "id_token_seconds": _int("ID_TOKEN_SECONDS", 300, 60, 3600),
+    "code_seconds": _int("CODE_SECONDS", 60, 10, 600),
+    "refresh_idle_seconds": _int("REFRESH_IDLE_SECONDS", 14 * _DAY, 60, 365 * _DAY),
+    "refresh_absolute_seconds": _int("REFRESH_ABSOLUTE_SECONDS", 90 * _DAY, 60, 730 * _DAY),
+    "refresh_grace_seconds": _int("REFRESH_GRACE_SECONDS", 10, 0, 60),
+    "session_seconds": _int("SESSION_SECONDS", 8 * 3600, 60, 30 * _DAY),
+    "authorization_request_seconds": _int("AUTHORIZATION_REQUEST_SECONDS", 600, 60, 3600),
+    "client_cache_seconds": _int("CLIENT_CACHE_SECONDS", 30, 0, 300),
+    "key_cache_seconds": _int("KEY_CACHE_SECONDS", 300, 0, 3600),
+    "secret_rotation_overlap_seconds": _int("SECRET_ROTATION_OVERLAP_SECONDS", 0, 0, 30 * _DAY),
+    "login_max_failures": _int("LOGIN_MAX_FAILURES", 10, 1, 1000),
+    "login_window_seconds": _int("LOGIN_WINDOW_SECONDS", 900, 10, _DAY),
+    "client_auth_max_failures": _int("CLIENT_AUTH_MAX_FAILURES", 50, 1, 10000),
+    "login_source_max_failures": _int("LOGIN_SOURCE_MAX_FAILURES", 30, 1, 100000),
+    "login_account_max_failures": _int("LOGIN_ACCOUNT_MAX_FAILURES", 100, 1, 100000),
+    "login_global_max_failures_per_minute": _int("LOGIN_GLOBAL_MAX_FAILURES_PER_MINUTE", 1000, 1, 1000000),
+    "login_backoff_max_seconds": _int("LOGIN_BACKOFF_MAX_SECONDS", _DAY, 60, 30 * _DAY),
+    "known_device_days": _int("KNOWN_DEVICE_DAYS", 90, 0, 400),
+    "client_auth_source_max_failures": _int("CLIENT_AUTH_SOURCE_MAX_FAILURES", 200, 1, 100000),
+    "max_apps_per_user": _int("MAX_APPS_PER_USER", 25, 1, 10000),
+    "registrations_per_token_per_day": _int("REGISTRATIONS_PER_TOKEN_PER_DAY", 100, 1, 1000000),
+    "parked_requests_per_source": _int("PARKED_REQUESTS_PER_SOURCE", 100, 1, 1000000),
+    "api_writes_per_user_per_minute": _int("API_WRITES_PER_USER_PER_MINUTE", 60, 1, 100000),
+    "request_deadline_seconds": _float("REQUEST_DEADLINE_SECONDS", 15, 1, 24),
+    "ddb_connect_timeout_seconds": _float("DDB_CONNECT_TIMEOUT_SECONDS", 2, 0.1, 10),
+    "ddb_read_timeout_seconds": _float("DDB_READ_TIMEOUT_SECONDS", 4, 0.1, 10),
+    "ddb_max_retries": _int("DDB_MAX_RETRIES", 2, 0, 5),
+    "open_registration_idle_seconds": _int("OPEN_REGISTRATION_IDLE_SECONDS", 30 * _DAY, 3600, 365 * _DAY),
+    "open_registration_per_source_per_hour": _int("OPEN_REGISTRATION_PER_SOURCE_PER_HOUR", 10, 1, 10000),
+    "open_registration_per_hour": _int("OPEN_REGISTRATION_PER_HOUR", 1000, 1, 1_000_000),
+    "metadata_document_min_cache_seconds": _int("METADATA_DOCUMENT_MIN_CACHE_SECONDS", 300, 60, _DAY),
+    "metadata_document_max_cache_seconds": _int("METADATA_DOCUMENT_MAX_CACHE_SECONDS", _DAY, 60, 7 * _DAY),
 }
 
 
@@ -280,5 +264,5 @@ def key_rotation_days(environ: Mapping[str, str] | None = None) -> int:
 
     Read when app.py is imported: at `chalice deploy`/`package` time it becomes the EventBridge rule.
     """
-    value = (os.environ if environ is None else environ).get("KEY_ROTATION_DAYS", "").strip() or "30"
-    return _int("KEY_ROTATION_DAYS", 1, 365)(value)
+    name, default, parse = _int("KEY_ROTATION_DAYS", 30, 1, 365)
+    return parse((os.environ if environ is None else environ).get(name, "").strip() or default)
