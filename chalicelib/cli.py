@@ -249,9 +249,11 @@ def cmd_show_user(args: argparse.Namespace) -> None:
                       "authorised_apps": {c.client_id: c.scopes for c in consents}}, indent=2))
 
 
-def _user_command(action: Callable[[Admin, str], UserRecord], done: str) -> Callable[[argparse.Namespace], None]:
+def _record_command(line: Callable[[Any], str], attribute: str, action: Callable[[Admin, str], Any], done: str
+                    ) -> Callable[[argparse.Namespace], None]:
+    """A command that changes one user (line=_user_line, attribute "user") or client and prints it."""
     def run(args: argparse.Namespace) -> None:
-        print(f"{done}: {_user_line(action(_admin(args), args.user))}")
+        print(f"{done}: {line(action(_admin(args), getattr(args, attribute)))}")
     return run
 
 
@@ -277,12 +279,6 @@ def cmd_show_client(args: argparse.Namespace) -> None:
     print(json.dumps({**registration.client_metadata(client), "app_type": client.app_type,
                       "owner_id": client.owner_id, "disabled": client.disabled,
                       "resource_server": client.resource_server, "created_at": client.created_at}, indent=2))
-
-
-def _client_command(action: Callable[[Admin, str], ClientRecord], done: str) -> Callable[[argparse.Namespace], None]:
-    def run(args: argparse.Namespace) -> None:
-        print(f"{done}: {_client_line(action(_admin(args), args.client_id))}")
-    return run
 
 
 def cmd_clear_throttle(args: argparse.Namespace) -> None:
@@ -374,40 +370,50 @@ def _password_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read the password from stdin (the default without a terminal)")
 
 
-def _operator_commands(command: Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
-                       ) -> None:
+_Command = Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
+
+
+def _record_commands(command: _Command, noun: str, line: Callable[[Any], str],
+                     set_disabled: Callable[[Admin, str, bool], Any], rows: list[tuple[str, Any, str]],
+                     disable_help: str) -> dict[str, argparse.ArgumentParser]:
+    """show-NOUN (rows[0]), disable-NOUN, enable-NOUN, then the other rows, each taking the record's id as
+    --user/--client-id. A row's handler is a command function, or (Admin method, what to print) for a
+    one-write change of the record."""
+    flag = "--client-id" if noun == "client" else "--user"
+    attribute = flag[2:].replace("-", "_")
+
+    def change(action: Callable[[Admin, str], Any], done: str) -> Callable[[argparse.Namespace], None]:
+        return _record_command(line, attribute, action, done)
+
+    switches = [
+        (f"disable-{noun}", change(lambda a, key: set_disabled(a, key, True), "disabled"), disable_help),
+        (f"enable-{noun}", change(lambda a, key: set_disabled(a, key, False), "enabled"), f"undo disable-{noun}"),
+    ]
+    made = {}
+    for name, handler, help_text in [rows[0], *switches, *rows[1:]]:
+        made[name] = command(name, handler if callable(handler) else change(*handler), help_text)
+        made[name].add_argument(flag, required=True, help="user id or email" if noun == "user" else None)
+    return made
+
+
+def _operator_commands(command: _Command) -> None:
     """Users, clients and registration tokens; every withdrawal is one write and takes effect at once."""
     command("list-users", cmd_list_users, "list every user (a Scan)")
-    user_commands = [
+    users = _record_commands(command, "user", _user_line, Admin.set_user_disabled, [
         ("show-user", cmd_show_user, "show a user, the apps it owns and the apps it authorised"),
-        ("disable-user", _user_command(lambda a, u: a.set_user_disabled(u, True), "disabled"),
-         "refuse the user at sign-in, on every page, at refresh and introspection (reversible)"),
-        ("enable-user", _user_command(lambda a, u: a.set_user_disabled(u, False), "enabled"),
-         "undo disable-user"),
-        ("revoke-user-grants", _user_command(Admin.revoke_user_grants, "grants and sessions ended"),
+        ("revoke-user-grants", (Admin.revoke_user_grants, "grants and sessions ended"),
          "end every authorization, refresh token and session of the user, for every app"),
         ("reset-password", cmd_reset_password, "set a new password; ends the user's grants and sessions"),
         ("delete-user", cmd_delete_user, "delete the account; its grants and sessions stop"),
-    ]
-    for name, handler, help_text in user_commands:
-        sub = command(name, handler, help_text)
-        sub.add_argument("--user", required=True, help="user id or email")
-        if name == "reset-password":
-            _password_arguments(sub)
+    ], "refuse the user at sign-in, on every page, at refresh and introspection (reversible)")
+    _password_arguments(users["reset-password"])
     command("list-clients", cmd_list_clients, "list every client (a Scan)")
-    client_commands = [
+    _record_commands(command, "client", _client_line, Admin.set_client_disabled, [
         ("show-client", cmd_show_client, "show a client's registration"),
-        ("disable-client", _client_command(lambda a, c: a.set_client_disabled(c, True), "disabled"),
-         "refuse the client everywhere and make its tokens inactive (reversible)"),
-        ("enable-client", _client_command(lambda a, c: a.set_client_disabled(c, False), "enabled"),
-         "undo disable-client"),
-        ("revoke-client-grants", _client_command(Admin.revoke_client_grants, "grants ended"),
+        ("revoke-client-grants", (Admin.revoke_client_grants, "grants ended"),
          "end every authorization and refresh token of the client, for every user"),
-        ("delete-client", _client_command(Admin.delete_client, "deleted"),
-         "delete the client; its grants and tokens stop"),
-    ]
-    for name, handler, help_text in client_commands:
-        command(name, handler, help_text).add_argument("--client-id", required=True)
+        ("delete-client", (Admin.delete_client, "deleted"), "delete the client; its grants and tokens stop"),
+    ], "refuse the client everywhere and make its tokens inactive (reversible)")
     throttle = command("clear-throttle", cmd_clear_throttle,
                        "lift sign-in and client-authentication throttles (counters and backoff blocks)")
     throttle.add_argument("--email", help="the account: its per-account limit (with --source: that pair too)")
