@@ -191,12 +191,20 @@ def update_app(client_id: str, user: tuple[str, str]) -> Response:
 @html_page
 def rotate_secret(client_id: str, user: tuple[str, str]) -> Response:
     session_id, user_id = user
-    form = checked_form(bp.current_request, session_id, f"developer:rotate:{client_id}")
-    apps = developer()
-    if form.get("confirm") != "yes":
-        return _detail(session_id, apps.app(user_id, client_id), 400, "Tick the box to confirm the rotation.")
-    client, secret = apps.rotate_secret(user_id, client_id)
+    unconfirmed = _unconfirmed(client_id, user, "rotate", "Tick the box to confirm the rotation.")
+    if unconfirmed:
+        return unconfirmed
+    client, secret = developer().rotate_secret(user_id, client_id)
     return issued(session_id, client.client_id, secret, created=False)
+
+
+def _unconfirmed(client_id: str, user: tuple[str, str], action: str, refusal: str) -> Response | None:
+    """The app's page with `refusal` (400) unless the owner ticked the confirmation box of `action`'s form."""
+    session_id, user_id = user
+    form = checked_form(bp.current_request, session_id, f"developer:{action}:{client_id}")
+    if form.get("confirm") == "yes":
+        return None
+    return _detail(session_id, developer().app(user_id, client_id), 400, refusal)
 
 
 # -- the one-time display of a new secret (Post/Redirect/Get) ---------------------------------------
@@ -242,13 +250,10 @@ def show_issued(client_id: str, user: tuple[str, str]) -> Response:
 @bp.route("/developer/apps/{client_id}/delete", methods=["POST"], content_types=ANY_BODY)
 @html_page
 def delete_app(client_id: str, user: tuple[str, str]) -> Response:
-    session_id, user_id = user
-    form = checked_form(bp.current_request, session_id, f"developer:delete:{client_id}")
-    apps = developer()
-    if form.get("confirm") != "yes":
-        client = apps.app(user_id, client_id)
-        return _detail(session_id, client, 400, "Tick the box to confirm the deletion.")
-    apps.delete(user_id, client_id)
+    unconfirmed = _unconfirmed(client_id, user, "delete", "Tick the box to confirm the deletion.")
+    if unconfirmed:
+        return unconfirmed
+    developer().delete(user[1], client_id)
     return redirect("/developer/apps")
 
 
