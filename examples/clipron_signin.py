@@ -12,6 +12,9 @@ UserInfo and the RP-Initiated Logout URL. Nothing here imports the server's code
     .venv/bin/python examples/clipron_signin.py --client-id app_... --client-secret ...
     # open http://127.0.0.1:8766/ and click "Sign in with Clipron"
 
+The issuer follows the same settings as `make run` (ISSUER_URL, else PORT on 127.0.0.1); --issuer wins.
+What the examples share (discovery, pages, command line) is in example_support.py beside this file.
+
 Stdlib HTTP server, in-memory sessions: an example, not a production app.
 """
 
@@ -29,9 +32,9 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import requests
 from authlib.integrations.base_client.sync_openid import OpenIDMixin
 from authlib.integrations.requests_client import OAuth2Session
+from example_support import Handler, client_arguments, discover, error_page, page, run
 
 COOKIE = "signin_session"
 
@@ -58,13 +61,8 @@ class ClipronOpenID(OpenIDMixin):
     def __init__(self, config: Config) -> None:
         self.config = config
         self.client_id = config.client_id
-        if urlsplit(config.issuer).hostname in ("127.0.0.1", "localhost", "::1"):
-            os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"  # plain http is only acceptable on loopback
-        response = requests.get(config.issuer + "/.well-known/openid-configuration", timeout=10)
-        response.raise_for_status()
-        self.server_metadata: dict[str, Any] = response.json()
-        if self.server_metadata["issuer"] != config.issuer:  # Discovery §4.3
-            raise RuntimeError("the discovery document names another issuer")
+        self.server_metadata = discover(config.issuer, "/.well-known/openid-configuration",
+                                        "AUTHLIB_INSECURE_TRANSPORT")
 
     def load_server_metadata(self) -> dict[str, Any]:
         return self.server_metadata
@@ -122,24 +120,14 @@ class ClipronOpenID(OpenIDMixin):
 def make_handler(rp: ClipronOpenID) -> type[http.server.BaseHTTPRequestHandler]:
     sessions: dict[str, BrowserSession] = {}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-            pass  # /callback's query carries the code: keep it out of the console
-
+    class RelyingPartyHandler(Handler):
         def _session(self) -> tuple[str, BrowserSession]:
             morsel = SimpleCookie(self.headers.get("Cookie", "")).get(COOKIE)
             key = morsel.value if morsel is not None and morsel.value in sessions else secrets.token_urlsafe(16)
             return key, sessions.setdefault(key, BrowserSession())
 
         def _send(self, status: int, body: str, key: str, location: str | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Set-Cookie", f"{COOKIE}={key}; Path=/; HttpOnly; SameSite=Lax")
-            if location:
-                self.send_header("Location", location)
-            self.end_headers()
-            self.wfile.write(body.encode())
+            self.send_html(status, body, location, (COOKIE, key))
 
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             key, session = self._session()
@@ -160,32 +148,26 @@ def make_handler(rp: ClipronOpenID) -> type[http.server.BaseHTTPRequestHandler]:
                 elif parts.path == "/signed-out":
                     expected = session.pending.pop("logout_state", None)
                     ok = expected is not None and query.get("state") == [expected]
-                    self._send(200 if ok else 400, _page("Signed out", '<p id="signed-out">You are signed out.</p>'
+                    self._send(200 if ok else 400, page("Signed out", '<p id="signed-out">You are signed out.</p>'
                                                           if ok else '<p id="error">Unexpected sign-out.</p>'), key)
                 else:
-                    self._send(404, _page("Not found", ""), key)
+                    self._send(404, page("Not found", ""), key)
             except Exception as error:  # noqa: BLE001 - an example app shows what went wrong
-                self._send(400, _page("Error", f'<p id="error">{html.escape(type(error).__name__)}: '
-                                               f'{html.escape(str(error))}</p>'), key)
+                self._send(400, error_page(error), key)
 
-    return Handler
+    return RelyingPartyHandler
 
 
 def _home(session: BrowserSession) -> str:
     if not session.user:
-        return _page("Sign in with Clipron", '<a id="sign-in" href="/login">Sign in with Clipron</a>')
+        return page("Sign in with Clipron", '<a id="sign-in" href="/login">Sign in with Clipron</a>')
     user = session.user
-    return _page("Signed in", (
+    return page("Signed in", (
         f'<p id="signed-in">Hello <span id="name">{html.escape(str(user.get("name", "")))}</span> '
         f'(<span id="email">{html.escape(str(user.get("email", "")))}</span>)</p>'
         f'<p>Clipron account <code id="sub">{html.escape(user["sub"])}</code>, signed in at '
         f'<span id="auth-time">{int(user["auth_time"])}</span></p>'
         '<a id="sign-out" href="/logout">Sign out</a>'))
-
-
-def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title></head>"
-            f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
 
 
 def serve(config: Config, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
@@ -196,22 +178,11 @@ def serve(config: Config, host: str = "127.0.0.1") -> http.server.ThreadingHTTPS
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description='"Sign in with Clipron": an OpenID Connect relying party.')
-    parser.add_argument("--issuer", default=os.environ.get("CLIPRON_ISSUER")
-                        or os.environ.get("ISSUER_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--client-id", default=os.environ.get("CLIENT_ID"), required="CLIENT_ID" not in os.environ)
-    parser.add_argument("--client-secret", default=os.environ.get("CLIENT_SECRET"),
-                        help="omit for a public (PKCE-only) client")
+    client_arguments(parser)
     parser.add_argument("--port", type=int, default=int(os.environ.get("EXAMPLE_PORT", "8766")))
     args = parser.parse_args(argv)
     server = serve(Config(args.issuer, args.client_id, args.client_secret, f"http://127.0.0.1:{args.port}"))
-    print(f"Sign in with Clipron example on http://127.0.0.1:{args.port}/", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return run(server, f"Sign in with Clipron example on http://127.0.0.1:{args.port}/")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ HTTP Basic client authentication, refresh); nothing here imports the server's co
     # open http://127.0.0.1:8765/ and click "Sign in with Clipron"
 
 The issuer follows the same settings as `make run` (ISSUER_URL, else PORT on 127.0.0.1); --issuer wins.
+What the examples share (discovery, pages, command line) is in example_support.py beside this file.
 
 Stdlib HTTP server, in-memory sessions: an example, not a production app.
 """
@@ -30,7 +31,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import requests
+from example_support import Handler, client_arguments, discover, error_page, page, run
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
@@ -51,13 +52,8 @@ class ClipronClient:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        if urlsplit(config.issuer).hostname in ("127.0.0.1", "localhost", "::1"):
-            os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"  # plain http is only acceptable on loopback
-        discovery = requests.get(config.issuer + "/.well-known/oauth-authorization-server", timeout=10)
-        discovery.raise_for_status()
-        self.metadata: dict[str, Any] = discovery.json()
-        if self.metadata["issuer"] != config.issuer:
-            raise RuntimeError("the discovery document names another issuer")
+        self.metadata = discover(config.issuer, "/.well-known/oauth-authorization-server",
+                                 "OAUTHLIB_INSECURE_TRANSPORT")
         self.sessions: dict[str, OAuth2Session] = {}
 
     def _auth(self) -> HTTPBasicAuth | None:
@@ -101,10 +97,7 @@ class ClipronClient:
 def make_handler(client: ClipronClient) -> type[http.server.BaseHTTPRequestHandler]:
     callback_path = urlsplit(client.config.redirect_uri).path
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-            pass  # the query string of /callback carries the code: keep it out of the console
-
+    class AppHandler(Handler):
         def _browser(self) -> tuple[str, bool]:
             jar: SimpleCookie = SimpleCookie(self.headers.get("Cookie", ""))
             morsel = jar.get(COOKIE)
@@ -113,22 +106,14 @@ def make_handler(client: ClipronClient) -> type[http.server.BaseHTTPRequestHandl
             return secrets.token_urlsafe(16), True
 
         def _send(self, status: int, body: str, location: str | None = None, browser: str | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Cache-Control", "no-store")
-            if location:
-                self.send_header("Location", location)
-            if browser:
-                self.send_header("Set-Cookie", f"{COOKIE}={browser}; Path=/; HttpOnly; SameSite=Lax")
-            self.end_headers()
-            self.wfile.write(body.encode())
+            self.send_html(status, body, location, (COOKIE, browser) if browser else None)
 
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             browser, new = self._browser()
             path = urlsplit(self.path).path
             try:
                 if path == "/":
-                    self._send(200, _page("Example app", '<a id="sign-in" href="/login">Sign in with Clipron</a>'),
+                    self._send(200, page("Example app", '<a id="sign-in" href="/login">Sign in with Clipron</a>'),
                                browser=browser if new else None)
                 elif path == "/login":
                     self._send(302, "", location=client.authorization_url(browser), browser=browser if new else None)
@@ -136,18 +121,17 @@ def make_handler(client: ClipronClient) -> type[http.server.BaseHTTPRequestHandl
                     self._callback(browser)
                 elif path == "/refresh":
                     token = client.refresh(browser)
-                    self._send(200, _page("Refreshed", f'<p id="refreshed">new access token expires in '
+                    self._send(200, page("Refreshed", f'<p id="refreshed">new access token expires in '
                                                        f'{int(token.get("expires_in", 0))} s</p>'))
                 else:
-                    self._send(404, _page("Not found", ""))
+                    self._send(404, page("Not found", ""))
             except Exception as error:  # noqa: BLE001 - an example app shows what went wrong
-                self._send(400, _page("Error", f'<p id="error">{html.escape(type(error).__name__)}: '
-                                               f'{html.escape(str(error))}</p>'))
+                self._send(400, error_page(error))
 
         def _callback(self, browser: str) -> None:
             full_url = client.config.redirect_uri.split("?")[0] + "?" + urlsplit(self.path).query
             if "error=" in full_url:
-                self._send(400, _page("Not signed in", f'<p id="error">{html.escape(full_url)}</p>'))
+                self._send(400, page("Not signed in", f'<p id="error">{html.escape(full_url)}</p>'))
                 return
             client.finish(browser, full_url)
             me_status, me = client.api(browser, "/v1/me")
@@ -157,14 +141,9 @@ def make_handler(client: ClipronClient) -> type[http.server.BaseHTTPRequestHandl
                     f'<h2>/v1/analyses ({analyses_status})</h2>'
                     f'<pre id="analyses">{html.escape(json.dumps(analyses))}</pre>'
                     f'<a href="/refresh">Refresh the access token</a>')
-            self._send(200, _page("Signed in", body))
+            self._send(200, page("Signed in", body))
 
-    return Handler
-
-
-def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title></head>"
-            f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    return AppHandler
 
 
 def serve(config: Config, host: str = "127.0.0.1", port: int | None = None) -> http.server.ThreadingHTTPServer:
@@ -174,32 +153,15 @@ def serve(config: Config, host: str = "127.0.0.1", port: int | None = None) -> h
     return http.server.ThreadingHTTPServer((host, port), make_handler(client))
 
 
-def default_issuer(environ: dict[str, str] | os._Environ[str]) -> str:
-    """The issuer `make run` serves, from the same settings: ISSUER_URL, else 127.0.0.1 on PORT (8000)."""
-    port = environ.get("PORT") or "8000"
-    return environ.get("CLIPRON_ISSUER") or environ.get("ISSUER_URL") or f"http://127.0.0.1:{port}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A third-party web app that signs in with Clipron.")
-    parser.add_argument("--issuer", default=default_issuer(os.environ),
-                        help="the authorization server (default: CLIPRON_ISSUER, ISSUER_URL, or PORT on 127.0.0.1)")
-    parser.add_argument("--client-id", default=os.environ.get("CLIENT_ID"), required="CLIENT_ID" not in os.environ)
-    parser.add_argument("--client-secret", default=os.environ.get("CLIENT_SECRET"),
-                        help="omit for a public (PKCE-only) client")
+    client_arguments(parser)
     parser.add_argument("--redirect-uri", default=os.environ.get("REDIRECT_URI", "http://127.0.0.1:8765/callback"))
     parser.add_argument("--scope", default="read:analysis", help="space-separated scopes to ask for")
     args = parser.parse_args(argv)
     config = Config(args.issuer, args.client_id, args.client_secret, args.redirect_uri, args.scope.split())
     server = serve(config)
-    print(f"Example app on http://{server.server_address[0]}:{server.server_address[1]}/", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return run(server, f"Example app on http://{server.server_address[0]}:{server.server_address[1]}/")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The example web app finds the authorization server from the same settings as `make run`."""
+"""The example apps (clipron_webapp.py, clipron_signin.py) find the authorization server from the same
+settings as `make run` (example_support.default_issuer, the default of their --issuer)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 try:
-    import clipron_webapp
+    import example_support
 finally:
     sys.path.pop(0)
 
@@ -21,4 +22,4 @@ finally:
     ({"ISSUER_URL": "https://auth.example", "CLIPRON_ISSUER": "https://other.example"}, "https://other.example"),
 ])
 def test_the_issuer_follows_issuer_url_and_port(environ, issuer):
-    assert clipron_webapp.default_issuer(environ) == issuer
+    assert example_support.default_issuer(environ) == issuer
