@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "infra"))
 import template as infra  # noqa: E402
 
+pytestmark = pytest.mark.store("memory")
+
 
 @pytest.fixture
 def events(caplog):
@@ -84,6 +86,7 @@ def test_applications_and_consents_leave_events(aws, http, events):
     assert events()[0]["owner_id"] == dev.user_id
 
 
+@pytest.mark.store("dynamo")  # counts/reads real DynamoDB items
 def test_operator_commands_leave_events(aws, events, capsys):
     assert cli.main(["create-client", "--name", "Ops", "--redirect-uri", "https://ops.example/cb"]) == 0
     assert cli.main(["rotate-keys"]) == 0

@@ -22,6 +22,8 @@ from chalicelib.settings import load_settings
 from tests.authorize_support import CH, EMAIL, PASSWORD, Browser, consent_page, sign_in
 from tests.tls_support import make_ca, tls_server
 
+pytestmark = pytest.mark.store("memory")
+
 server = pytest.fixture(tls_server)
 REDIRECT = "http://127.0.0.1:33418/callback"
 

@@ -15,6 +15,8 @@ from tests.authorize_support import EMAIL, PASSWORD, Browser, sign_in
 from tests.test_cors import preflight
 from tests.test_login_pages import assert_secure_page
 
+pytestmark = pytest.mark.store("memory")
+
 STAGES = test_deploy.STAGES
 packaged = test_deploy.packaged  # the module-scoped fixture that runs `chalice package` per stage
 BEARER = "Bearer zq7-secret-bearer-token"

@@ -28,6 +28,8 @@ from tests.authorize_support import (
 from tests.oidc_support import RP_URI, code_for, complete, id_token_claims, oidc_az, setup_oidc, tokens
 from tests.token_helpers import freeze_clock
 
+pytestmark = pytest.mark.store("memory")
+
 UNSIGNED_REQUEST_OBJECT = "eyJhbGciOiJub25lIn0.eyJyZXNwb25zZV90eXBlIjoiY29kZSJ9."
 
 

@@ -32,6 +32,8 @@ from tests.oidc_support import (
 )
 from tests.token_helpers import aws_calls
 
+pytestmark = pytest.mark.store("memory")
+
 
 @pytest.fixture
 def user(aws):
@@ -212,6 +214,7 @@ def test_refresh_narrowed_without_openid_has_no_id_token(http, browser):
     assert "access_token" in body and "id_token" not in body
 
 
+@pytest.mark.store("dynamo")  # counts/reads real DynamoDB items
 def test_code_exchange_with_openid_costs_no_extra_aws_call(http, browser, aws):
     """The ID token is signed with the cached key: the exchange makes the same calls as without openid
     (the code read and the one transaction, plus the client-authentication throttle reads), no KMS."""

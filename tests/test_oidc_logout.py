@@ -11,6 +11,8 @@ import pytest
 from tests.authorize_support import ISS, Browser, assert_page, hidden, location
 from tests.oidc_support import RP, RP_LOGOUT_URI, code_for, oidc_az, setup_oidc, tokens
 
+pytestmark = pytest.mark.store("memory")
+
 
 @pytest.fixture
 def user(aws):

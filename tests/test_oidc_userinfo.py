@@ -23,6 +23,8 @@ from tests.oidc_support import (
 )
 from tests.token_helpers import aws_calls, freeze_clock
 
+pytestmark = pytest.mark.store("memory")
+
 
 @pytest.fixture
 def user(aws):
@@ -133,6 +135,7 @@ def test_a_client_credentials_token_is_refused(http, aws):
     assert_bearer_error(userinfo(http, body["access_token"]), 401, "invalid_token")
 
 
+@pytest.mark.store("dynamo")  # counts/reads real DynamoDB items
 def test_userinfo_costs_two_dynamodb_reads_and_no_kms(http, signed_in, aws):
     userinfo(http, signed_in["access_token"])  # warm
     with aws_calls(aws) as calls:

@@ -15,6 +15,8 @@ from chalicelib.records import RegistrationTokenRecord
 from tests.authorize_support import CH
 from tests.worlds import reconfigured
 
+pytestmark = pytest.mark.store("memory")
+
 JSON = {"Content-Type": "application/json"}
 AGENT = {"client_name": "Agent", "redirect_uris": ["http://127.0.0.1:33418/callback"],
          "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none",

@@ -30,6 +30,8 @@ from tests.authorize_support import (
 from tests.developer_support import issue_grant
 from tests.lifecycle_helpers import make_client, mint
 
+pytestmark = pytest.mark.store("memory")
+
 TOKEN = "initial-access-token-for-tests"
 JSON = {"Content-Type": "application/json"}
 ATTACKER = "https://attacker.example/cb"

@@ -25,6 +25,8 @@ from tests.authorize_support import (
 from tests.resource_support import API, MCP, OTHER, claims_of, make_resource_world
 from tests.token_helpers import assert_error, auth_for, basic, body, exchange, post_token, refresh, tokens_of
 
+pytestmark = pytest.mark.store("memory")
+
 
 @pytest.fixture
 def rw(aws):

@@ -17,6 +17,8 @@ from tests.authorize_support import EMAIL, PASSWORD, Browser, sign_in
 from tests.token_helpers import assert_error, basic, freeze_clock, make_world, post_token, tokens_of
 from tests.worlds import reconfigured
 
+pytestmark = pytest.mark.store("memory")
+
 CC = {"grant_type": "client_credentials"}
 
 
@@ -51,6 +53,7 @@ def attempt(aws, email: str, password: str, address: str, device_user_id: str | 
 
 # -- login: reserve before verify ------------------------------------------------------------------
 
+@pytest.mark.store("dynamo")  # the race is decided by DynamoDB's conditional update
 def test_parallel_guesses_never_check_more_passwords_than_the_limit(aws, frozen, monkeypatch):
     """20 parallel guesses for one account, the right password among them: at most the limit of wrong
     ones are checked (check-then-act checked all 20, and the right one signed in)."""
@@ -255,6 +258,7 @@ def test_sources_are_addresses_or_ipv6_networks(address, expected):
     assert source_of(address) == expected
 
 
+@pytest.mark.store("dynamo")  # counts/reads real DynamoDB items
 def test_throttle_keys_hold_no_email_or_address_in_the_clear(aws, frozen):
     import boto3
 
@@ -270,6 +274,7 @@ def test_throttle_keys_hold_no_email_or_address_in_the_clear(aws, frozen):
 
 # -- quotas ----------------------------------------------------------------------------------------------
 
+@pytest.mark.store("dynamo")  # counts/reads real DynamoDB items
 def test_writes_per_user_on_the_api_are_limited(clients, frozen, http):
     import json
 

@@ -11,6 +11,8 @@ from chalicelib.oauth.grants import TOKEN_EXCHANGE
 from tests.resource_support import API, MCP, OTHER, claims_of, make_resource_world
 from tests.token_helpers import assert_error, auth_for, aws_calls, exchange, post_token, refresh, tokens_of
 
+pytestmark = pytest.mark.store("memory")
+
 ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 
 
@@ -155,6 +157,7 @@ def test_malformed_exchanges(rw, http, params, error):
     assert_error(response, 400, error)
 
 
+@pytest.mark.store("dynamo")  # counts/reads real DynamoDB items
 def test_an_exchange_costs_the_grant_read_and_the_throttle_reads_and_no_kms(rw, http, aws):
     subject = agent_token(rw, http)["access_token"]
     assert tokens_of(trade(http, rw.mcp_client, subject, resource=API))  # warm: client and resource cached
@@ -174,6 +177,7 @@ def test_revoking_the_app_in_connected_apps_stops_exchanges(rw, http, aws):
     assert_error(trade(http, rw.mcp_client, subject, resource=API), 400, "invalid_request")
 
 
+@pytest.mark.store("dynamo")  # counts/reads real DynamoDB items
 def test_the_local_run_seeds_the_demo_mcp_resource_and_its_exchanging_client(aws, http):
     from chalicelib.local import DEFAULTS, seed
     from tests.token_helpers import Client, make_world
