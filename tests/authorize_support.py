@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+from chalicelib import clock
 from chalicelib.crypto.secrets import digest
-from chalicelib.records import ClientRecord, ClientSecret
+from chalicelib.oauth import accounts
+from chalicelib.records import ClientRecord, ClientSecret, UserRecord
 
 ISS = "http://127.0.0.1:8000"
 # RFC 7636 Appendix B
@@ -45,6 +47,11 @@ def add_fixture_clients(store) -> None:
     add_client(store, "m1", ["https://m1.example/a", "https://m1.example/b"])
     add_client(store, "q1", ["https://q1.example/cb?x=1"])
     add_client(store, "machine", ["https://machine.example/cb"], grant_types=["client_credentials"])
+
+
+def add_user(store) -> UserRecord:
+    """The test user, who signs in with EMAIL and PASSWORD."""
+    return accounts.create_user(store, EMAIL, PASSWORD, clock.now())
 
 
 def az(*drop: str, extra: list[tuple[str, str]] | None = None, **values: str) -> str:
@@ -162,6 +169,13 @@ def sign_in(browser: Browser, email: str = EMAIL, password: str = PASSWORD, requ
     if request_id:
         form["request"] = request_id
     return browser.post("/login", form)
+
+
+def signed_in_browser(http) -> Browser:
+    """A browser signed in as the test user (add_user)."""
+    browser = Browser(http)
+    assert sign_in(browser).status_code == 200
+    return browser
 
 
 def consent_page(browser: Browser, authorize_path: str):

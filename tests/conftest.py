@@ -70,6 +70,15 @@ def clients(aws):
     return aws
 
 
+@pytest.fixture
+def world(aws):
+    """The token endpoint's tests: a user and clients C1, C2, P1, P2, M1, POST1, NORT, CC1 on the store, and
+    codes written straight to it (tests/token_helpers.make_world)."""
+    from tests.token_helpers import make_world
+
+    return make_world(aws)
+
+
 # a module defining a fixture shared by its tests (a local run, a browser, packaged templates)
 SHARED_FIXTURE = re.compile(r"@pytest\.fixture\([^)]*scope=[\"'](?:module|class|package)[\"']")
 

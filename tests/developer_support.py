@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlencode, urlsplit
 
 import boto3
@@ -150,6 +150,21 @@ class LocalRun:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+def wait_until_served(process: subprocess.Popen, url: str, seconds: float, name: str, log: Callable[[], str]
+                      ) -> None:
+    """Poll `url` until it answers 2xx; fail with `log()` if `process` exits first or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited with {process.returncode}:\n{log()}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2).ok:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} did not answer within {seconds} s:\n{log()}")
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def local_run(tmp_path: Path, startup_seconds: float = 90, extra_env: dict[str, str] | None = None
               ) -> Iterator[LocalRun]:
@@ -163,18 +178,8 @@ def local_run(tmp_path: Path, startup_seconds: float = 90, extra_env: dict[str, 
         process = subprocess.Popen([sys.executable, "-m", "chalicelib.local"], cwd=ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + startup_seconds
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the local run exited with {process.returncode}:\n{run.log()}")
-            try:
-                if requests.get(run.issuer + "/.well-known/oauth-authorization-server", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the local run did not answer within {startup_seconds} s:\n{run.log()}")
-            time.sleep(0.3)
+        wait_until_served(process, run.issuer + "/.well-known/oauth-authorization-server", startup_seconds,
+                          "the local run", run.log)
         yield run
     finally:
         if process.poll() is None:

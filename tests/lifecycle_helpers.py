@@ -14,6 +14,7 @@ from chalicelib.records import (
     AlreadyExists,
     ClientRecord,
     ClientSecret,
+    CodeRecord,
     GrantRecord,
     RefreshTokenRecord,
     UserRecord,
@@ -73,6 +74,14 @@ def mint(services: Any, client_id: str, user_id: str = "user-1", scope: str = US
         grant_id=grant.grant_id,
     ).token
     return Minted(grant.grant_id, client_id, user_id, refresh, access)
+
+
+def put_code(services: Any, minted: Minted) -> str:
+    """A live, unused authorization code of `minted`'s grant, written straight to the store."""
+    code, now = new_token(), clock.now()
+    services.store.put_code(CodeRecord(digest(code), minted.client_id, f"https://{minted.client_id}.example/cb", True,
+                                       minted.user_id, "read:analysis", None, minted.grant_id, now, now + 60))
+    return code
 
 
 def client_token(services: Any, client_id: str, scope: str = "read:analysis") -> str:

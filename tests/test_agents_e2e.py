@@ -33,7 +33,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from pydantic import AnyUrl
 
-from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, free_port, local_run
+from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, free_port, local_run, wait_until_served
 from tests.tls_support import TlsServer
 
 pytestmark = pytest.mark.browser
@@ -65,16 +65,7 @@ def mcp_server(issuer: str, resource: str, scratch: Path) -> Iterator[Path]:
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
         metadata = resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the MCP server exited:\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(metadata, timeout=2).ok:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the MCP server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_served(process, metadata, 60, "the MCP server", lambda: log_path.read_text()[-3000:])
         yield log_path
     finally:
         process.terminate()

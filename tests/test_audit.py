@@ -11,8 +11,17 @@ from pathlib import Path
 import pytest
 
 from chalicelib import audit, cli, clock
-from chalicelib.oauth import accounts
-from tests.authorize_support import EMAIL, PASSWORD, Browser, add_fixture_clients, az, consent_page, decide, sign_in
+from tests.authorize_support import (
+    EMAIL,
+    PASSWORD,
+    Browser,
+    add_fixture_clients,
+    add_user,
+    az,
+    consent_page,
+    decide,
+    sign_in,
+)
 from tests.developer_support import created_credentials
 from tests.developer_support import sign_in as developer_session
 from tests.token_helpers import V, basic, post_token
@@ -41,7 +50,7 @@ def names(events) -> list[str]:
 
 def test_the_code_flow_leaves_one_event_per_security_step_and_no_secret(aws, http, events):
     add_fixture_clients(aws.store)
-    user = accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+    user = add_user(aws.store)
     browser = Browser(http)
     sign_in(browser, password="wrong password")
     assert sign_in(browser).status_code == 200

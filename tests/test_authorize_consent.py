@@ -6,17 +6,15 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
-from chalicelib.oauth import accounts
 from chalicelib.records import ClientRecord
 from chalicelib.store.dynamo import Item, shared_connection
 from tests.authorize_support import (
     C1_URI,
-    EMAIL,
     ISS,
-    PASSWORD,
     Browser,
     add_client,
     add_fixture_clients,
+    add_user,
     assert_page,
     assert_redirect_error,
     az,
@@ -27,6 +25,7 @@ from tests.authorize_support import (
     request_id_of,
     response_params,
     sign_in,
+    signed_in_browser,
 )
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
@@ -37,14 +36,12 @@ XSS = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
 @pytest.fixture
 def user(aws):
     add_fixture_clients(aws.store)
-    return accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+    return add_user(aws.store)
 
 
 @pytest.fixture
 def browser(http, user):
-    signed = Browser(http)
-    assert sign_in(signed).status_code == 200
-    return signed
+    return signed_in_browser(http)
 
 
 def codes() -> list[Item]:

@@ -7,17 +7,15 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import pytest
 
 from chalicelib import clock
-from chalicelib.oauth import accounts
 from chalicelib.records import StoreUnavailable
 from tests.authorize_support import (
     C1_URI,
     CH,
-    EMAIL,
     ISS,
-    PASSWORD,
     Browser,
     add_client,
     add_fixture_clients,
+    add_user,
     assert_page,
     assert_redirect_error,
     az,
@@ -25,7 +23,7 @@ from tests.authorize_support import (
     decide,
     location,
     response_params,
-    sign_in,
+    signed_in_browser,
 )
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
@@ -40,12 +38,10 @@ def clients(aws):
 @pytest.fixture
 def signed_in(http, clients):
     """A browser signed in as a user who already approved every fixture client (codes come at once)."""
-    user = accounts.create_user(clients.store, EMAIL, PASSWORD, clock.now())
+    user = add_user(clients.store)
     for client_id in ("c1", "p1", "n1", "m1", "q1"):
         clients.store.save_consent_scopes(user.user_id, client_id, ["read:analysis", "read:project"], clock.now())
-    browser = Browser(http)
-    assert sign_in(browser).status_code == 200
-    return browser
+    return signed_in_browser(http)
 
 
 def parked_requests(aws) -> int:

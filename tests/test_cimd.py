@@ -14,12 +14,12 @@ from urllib.parse import urlencode
 import pytest
 
 from chalicelib import clock
-from chalicelib.oauth import accounts, cimd
+from chalicelib.oauth import cimd
 from chalicelib.oauth.cimd import MetadataDocuments
 from chalicelib.oauth.standing import grant_in_force
 from chalicelib.outbound import Fetched, FetchRefused, OutboundPolicy, allowed_address, fetch_json_document
 from chalicelib.settings import load_settings
-from tests.authorize_support import CH, EMAIL, PASSWORD, Browser, consent_page, sign_in
+from tests.authorize_support import CH, add_user, consent_page, signed_in_browser
 from tests.tls_support import make_ca, tls_server
 
 pytestmark = pytest.mark.store("memory")
@@ -296,9 +296,8 @@ def test_a_non_https_url_client_id_is_never_fetched(http, documents):
 def test_the_consent_page_shows_the_documents_host_and_that_it_is_unverified(aws, http, documents):
     url = documents.url("/client.json")
     documents.behaviour.document(document(url))
-    accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
-    browser = Browser(http)
-    assert sign_in(browser).status_code == 200
+    add_user(aws.store)
+    browser = signed_in_browser(http)
     query = urlencode({"response_type": "code", "client_id": url, "redirect_uri": REDIRECT, "scope": "read:analysis",
                        "state": "s", "code_challenge": CH, "code_challenge_method": "S256"})
     page = consent_page(browser, f"/authorize?{query}").body.decode()

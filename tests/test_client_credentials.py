@@ -16,17 +16,11 @@ from tests.token_helpers import (
     aws_calls,
     basic,
     freeze_clock,
-    make_world,
     post_token,
     tokens_of,
 )
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
-
-
-@pytest.fixture
-def world(aws):
-    return make_world(aws)
 
 
 def _cc(http, client, **params):

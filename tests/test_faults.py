@@ -33,7 +33,6 @@ from tests.token_helpers import (
     exchange,
     fault,
     freeze_clock,
-    make_world,
     post_token,
     refresh,
     tokens_of,
@@ -44,29 +43,7 @@ API_GATEWAY_LIMIT_SECONDS = 29
 TRACE_MARKERS = ("Traceback", "RuntimeError", 'File "', "chalicelib")
 
 
-@pytest.fixture
-def world(aws):
-    return make_world(aws)
-
-
 # -- helpers ---------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def kms_failing(services, operation: str, code: str, message: str = "injected fault") -> Iterator[list[str]]:
-    """Make a KMS operation fail on this process's KMS client (after botocore's retries)."""
-    hits: list[str] = []
-
-    def fail(model, **_: Any) -> None:
-        hits.append(model.name)
-        raise ClientError({"Error": {"Code": code, "Message": message}}, model.name)
-
-    events = services.kms().meta.events
-    events.register(f"before-call.kms.{operation}", fail)
-    try:
-        yield hits
-    finally:
-        events.unregister(f"before-call.kms.{operation}", fail)
-
 
 @contextlib.contextmanager
 def ddb_raising(error: Exception, operation: str = "*", event: str = "before-call") -> Iterator[list[str]]:
@@ -134,7 +111,7 @@ def test_f11_kms_down_at_cold_start_is_a_503_and_recovers(aws, http, world):
     wiring.reset()  # a fresh process: no decrypted signing key, no cached client
     svc = wiring.services()
     cookie = signed_in(svc, world)
-    with kms_failing(svc, "Decrypt", "KMSInternalException") as hits:
+    with fault(svc, "Decrypt", "KMSInternalException", service="kms") as hits:
         issued = http.get(authorize_path(c1), headers=cookie)  # the front channel needs no KMS
         assert issued.status_code == 302, issued.body[:300]
         code = location_params(issued)["code"]
@@ -167,7 +144,7 @@ def test_f13_kms_refusal_is_a_5xx_that_names_no_key(aws, http, world, caplog, co
     key = boto3.client("kms").describe_key(KeyId=svc.settings.kms_key_id)["KeyMetadata"]
     caplog.clear()  # from here on: what the server logs
     message = f"User: arn:aws:sts::123456789012:assumed-role/x is not authorized to use {key['Arn']}"
-    with kms_failing(svc, "Decrypt", code, message):
+    with fault(svc, "Decrypt", code, service="kms", message=message):
         response = exchange(http, c1, code_value)
     assert 500 <= response.status_code < 600
     assert_error(response, response.status_code, "temporarily_unavailable")

@@ -8,10 +8,9 @@ import json
 
 import pytest
 
-from chalicelib import clock, local_routes
-from chalicelib.oauth import accounts
+from chalicelib import local_routes
 from tests import test_deploy
-from tests.authorize_support import EMAIL, PASSWORD, Browser, sign_in
+from tests.authorize_support import Browser, add_user, sign_in
 from tests.test_cors import preflight
 from tests.test_login_pages import assert_secure_page
 
@@ -34,7 +33,7 @@ def greedy_routes(monkeypatch):
 
 @pytest.fixture
 def user(aws):
-    return accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+    return add_user(aws.store)
 
 
 @pytest.mark.parametrize("path", UNKNOWN)

@@ -8,8 +8,8 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_token
-from chalicelib.records import CodeRecord, RefreshTokenRecord
-from tests.lifecycle_helpers import SECRET, basic, client_token, introspect, mint, post_form, revoke
+from chalicelib.records import RefreshTokenRecord
+from tests.lifecycle_helpers import SECRET, basic, client_token, introspect, mint, post_form, put_code, revoke
 from tests.token_helpers import freeze_clock
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
@@ -137,11 +137,7 @@ def test_i07_a_token_for_another_audience_is_inactive(clients, http):
 
 
 def test_i09_a_code_or_a_client_secret_is_inactive(clients, http):
-    minted = mint(clients, "c1")
-    code = new_token()
-    now = clock.now()
-    clients.store.put_code(CodeRecord(digest(code), "c1", "https://c1.example/cb", True, "user-1",
-                                      "read:analysis", None, minted.grant_id, now, now + 60))
+    code = put_code(clients, mint(clients, "c1"))
     assert answer(http, code) == INACTIVE
     assert answer(http, SECRET) == INACTIVE
     assert clients.store.get_code(digest(code)).used_at is None

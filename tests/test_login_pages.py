@@ -9,13 +9,13 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
-from chalicelib.oauth import accounts
 from tests.authorize_support import (
     EMAIL,
     ISS,
     PASSWORD,
     Browser,
     add_fixture_clients,
+    add_user,
     az,
     hidden,
     location,
@@ -35,7 +35,7 @@ PAGE_SECURITY = {
 @pytest.fixture
 def user(aws):
     add_fixture_clients(aws.store)
-    return accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+    return add_user(aws.store)
 
 
 def session_cookies(response) -> list[str]:

@@ -12,7 +12,7 @@ from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.dynamic_registration import Registrar
 from chalicelib.oauth.errors import TooManyRequests
 from chalicelib.records import RegistrationTokenRecord
-from tests.authorize_support import CH
+from tests.authorize_support import CH, add_user
 from tests.worlds import reconfigured
 
 pytestmark = pytest.mark.store("memory")
@@ -177,11 +177,10 @@ def test_use_within_the_first_half_of_the_lifetime_writes_nothing(aws, open_poli
 
 
 def test_the_consent_page_marks_an_open_client_unverified(aws, open_policy):
-    from chalicelib.oauth import accounts
-    from tests.authorize_support import EMAIL, PASSWORD, Browser, consent_page, sign_in
+    from tests.authorize_support import Browser, consent_page, sign_in
 
     client_id = body(register(open_policy, AGENT))["client_id"]
-    accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+    add_user(aws.store)
     browser = Browser(open_policy)
     assert sign_in(browser).status_code == 200
     path = ("/authorize?response_type=code&scope=read:analysis&client_id=" + client_id +

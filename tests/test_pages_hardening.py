@@ -10,7 +10,6 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
-from chalicelib.oauth import accounts
 from chalicelib.records import ClientRecord, RegistrationTokenRecord
 from tests.authorize_support import (
     EMAIL,
@@ -18,6 +17,7 @@ from tests.authorize_support import (
     Browser,
     add_client,
     add_fixture_clients,
+    add_user,
     assert_redirect_error,
     az,
     consent_page,
@@ -25,7 +25,7 @@ from tests.authorize_support import (
     hidden,
     location,
     response_params,
-    sign_in,
+    signed_in_browser,
 )
 from tests.developer_support import issue_grant
 from tests.lifecycle_helpers import make_client, mint
@@ -61,13 +61,7 @@ def registered_app(http, name: str = "Shiny App", uris: list[str] | None = None,
 
 @pytest.fixture
 def user(aws):
-    return accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
-
-
-def signed_in_browser(http) -> Browser:
-    browser = Browser(http)
-    assert sign_in(browser).status_code == 200
-    return browser
+    return add_user(aws.store)
 
 
 def assert_not_redirected_to(response, target: str) -> str:

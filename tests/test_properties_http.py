@@ -12,10 +12,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chalicelib import clock
-from chalicelib.oauth import accounts
-from tests.authorize_support import CH, EMAIL, ISS, PASSWORD, Browser, add_fixture_clients, sign_in
+from tests.authorize_support import CH, ISS, add_fixture_clients, add_user, signed_in_browser
 from tests.test_properties_parsers import _only_the_loopback_port_differs, mutated
-from tests.token_helpers import FORM, V, make_world
+from tests.token_helpers import FORM, V
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
@@ -40,12 +39,10 @@ REGISTERED = {
 def browser(http, aws):
     """Signed in, with every fixture client approved: a matching request is answered with a code at once."""
     add_fixture_clients(aws.store)
-    user = accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+    user = add_user(aws.store)
     for client_id in REGISTERED:
         aws.store.save_consent_scopes(user.user_id, client_id, ["read:analysis", "read:project"], clock.now())
-    signed_in = Browser(http)
-    assert sign_in(signed_in).status_code == 200
-    return signed_in
+    return signed_in_browser(http)
 
 
 @st.composite
@@ -116,11 +113,6 @@ def test_z04_authorize_never_redirects_outside_the_registered_origins(browser, r
 
 def _basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()).decode()
-
-
-@pytest.fixture
-def world(aws):
-    return make_world(aws)
 
 
 @st.composite

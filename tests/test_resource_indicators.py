@@ -7,20 +7,16 @@ import json
 
 import pytest
 
-from chalicelib import clock
-from chalicelib.oauth import accounts
 from chalicelib.oauth.errors import InvalidToken
 from tests.authorize_support import (
-    EMAIL,
-    PASSWORD,
-    Browser,
     add_client,
+    add_user,
     assert_redirect_error,
     az,
     consent_page,
     decide,
     response_params,
-    sign_in,
+    signed_in_browser,
 )
 from tests.resource_support import API, MCP, OTHER, claims_of, make_resource_world
 from tests.token_helpers import assert_error, auth_for, basic, body, exchange, post_token, refresh, tokens_of
@@ -154,10 +150,8 @@ def test_a_deleted_resource_server_gets_no_more_tokens(rw, http, aws):
 @pytest.fixture
 def browser(http, rw, aws):
     add_client(aws.store, "c1", ["https://c1.example/cb"], scopes=["read:analysis", "write:project", "read:project"])
-    accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
-    signed = Browser(http)
-    assert sign_in(signed).status_code == 200
-    return signed
+    add_user(aws.store)
+    return signed_in_browser(http)
 
 
 def test_the_consent_page_names_the_resource_and_the_code_is_bound_to_it(browser, http, aws):

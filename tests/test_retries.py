@@ -13,7 +13,6 @@ from tests.token_helpers import (
     CH,
     exchange,
     lost_answer,
-    make_world,
     refresh,
     tokens_of,
 )
@@ -23,11 +22,6 @@ from tests.worlds import reconfigured
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)  # no real sleeping
-
-
-@pytest.fixture
-def world(aws):
-    return make_world(aws)
 
 
 def authorize_path(client) -> str:

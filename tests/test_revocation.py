@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_token
-from chalicelib.records import CodeRecord, ConditionFailed, RefreshTokenRecord
+from chalicelib.records import ConditionFailed, RefreshTokenRecord
 from chalicelib.store.dynamo import shared_connection
 from tests.lifecycle_helpers import (
     basic,
@@ -19,6 +19,7 @@ from tests.lifecycle_helpers import (
     introspect,
     mint,
     post_form,
+    put_code,
     revoke,
 )
 
@@ -236,10 +237,7 @@ def test_r10_a_store_failure_is_a_503_and_a_retry_revokes(clients, http):
 
 def test_r11_an_authorization_code_sent_for_revocation_has_no_effect(clients, http):
     minted = mint(clients, "c1")
-    code = new_token()
-    now = clock.now()
-    clients.store.put_code(CodeRecord(digest(code), "c1", "https://c1.example/cb", True, "user-1",
-                                      "read:analysis", None, minted.grant_id, now, now + 60))
+    code = put_code(clients, minted)
     assert_empty_200(revoke(http, code))
     assert clients.store.get_code(digest(code)).used_at is None
     assert not grant_revoked(clients, minted)

@@ -18,7 +18,6 @@ from tests.token_helpers import (
     basic,
     exchange,
     freeze_clock,
-    make_world,
     post_token,
     refresh,
     tokens_of,
@@ -27,11 +26,6 @@ from tests.token_helpers import (
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
 REALM = 'Basic realm="clipron"'
-
-
-@pytest.fixture
-def world(aws):
-    return make_world(aws)
 
 
 def _code_form(client, code, **extra):

@@ -20,7 +20,6 @@ from tests.token_helpers import (
     endpoint_for,
     exchange,
     freeze_clock,
-    make_world,
     refresh,
     tokens_of,
 )
@@ -28,11 +27,6 @@ from tests.token_helpers import (
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
 OTHER_VERIFIER = "x" * 43
-
-
-@pytest.fixture
-def world(aws):
-    return make_world(aws)
 
 
 def _grant_of(world, client, code):

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import clock
-from chalicelib.oauth import accounts
 from tests.authorize_support import (
     C1_URI,
-    EMAIL,
-    PASSWORD,
     Browser,
     V,
     add_fixture_clients,
+    add_user,
     az,
     consent_page,
     decide,
@@ -26,7 +23,7 @@ pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no
 
 def test_a_code_from_authorize_redeems_once_and_its_tokens_refresh(http, aws):
     add_fixture_clients(aws.store)
-    user = accounts.create_user(aws.store, EMAIL, PASSWORD, clock.now())
+    user = add_user(aws.store)
     browser = Browser(http)
     assert sign_in(browser).status_code == 200
     params = response_params(decide(browser, consent_page(browser, az(scope="read:analysis read:project")), "allow"))

@@ -17,17 +17,11 @@ from tests.token_helpers import (
     basic,
     exchange,
     fault,
-    make_world,
     post_token,
     tokens_of,
 )
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
-
-
-@pytest.fixture
-def world(aws):
-    return make_world(aws)
 
 
 def _form(client, code, **extra):

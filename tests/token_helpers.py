@@ -224,25 +224,28 @@ def aws_calls(services) -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
-def fault(services, operation: str, code: str, reasons: list[str] | None = None) -> Iterator[list[str]]:
-    """Make a DynamoDB operation fail as if its SDK retries were exhausted (or a transaction was cancelled)."""
+def fault(services, operation: str, code: str, reasons: list[str] | None = None, *, service: str = "dynamodb",
+          message: str = "injected fault") -> Iterator[list[str]]:
+    """Make an operation of DynamoDB (or of KMS: service="kms") fail as if its SDK retries were exhausted
+    (with `reasons`: a cancelled transaction)."""
     from botocore.exceptions import ClientError
 
     hits: list[str] = []
 
     def fail(model, **_: Any) -> None:
         hits.append(model.name)
-        error: dict[str, Any] = {"Error": {"Code": code, "Message": "injected fault"}}
+        error: dict[str, Any] = {"Error": {"Code": code, "Message": message}}
         if reasons is not None:
             error["CancellationReasons"] = [{"Code": reason} for reason in reasons]
         raise ClientError(error, model.name)
 
-    events = _clients(services)[0].meta.events
-    events.register(f"before-call.dynamodb.{operation}", fail)
+    dynamodb, kms = _clients(services)
+    events = (kms if service == "kms" else dynamodb).meta.events
+    events.register(f"before-call.{service}.{operation}", fail)
     try:
         yield hits
     finally:
-        events.unregister(f"before-call.dynamodb.{operation}", fail)
+        events.unregister(f"before-call.{service}.{operation}", fail)
 
 
 @contextlib.contextmanager
