@@ -35,6 +35,14 @@ class AlreadyExists(ConditionFailed):
     """A put that must create found the key taken."""
 
 
+class LimitReached(StoreError):
+    """A throttle counter read together with an item is at its limit (`slot` names which)."""
+
+    def __init__(self, slot: CounterSlot) -> None:
+        super().__init__("limit reached")
+        self.slot = slot
+
+
 def live(expires_at: int | None, now: int) -> bool:
     """DynamoDB TTL deletes late (moto never): an item at or past its expiry is absent."""
     return expires_at is None or now < expires_at

@@ -99,13 +99,13 @@ def test_cc06_client_subject_never_collides_with_a_user_subject(http, world, aws
 
 @pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls
 def test_warm_client_credentials_reads_only_its_throttle_counters(http, world, aws):
-    """No KMS call and no write: the two reads are the client-authentication throttle's counters
-    (client id + source, and source), which must be consulted before the secret is compared."""
+    """No KMS call and no write: one BatchGetItem of the client-authentication throttle's two counters
+    (client id + source, and source), which a success must pass before it answers."""
     cc1 = world.clients["CC1"]
     tokens_of(_cc(http, cc1))  # warms the client cache and the signing key
     with aws_calls(aws) as calls:
         tokens_of(_cc(http, cc1))
-    assert calls == ["dynamodb:GetItem", "dynamodb:GetItem"]
+    assert calls == ["dynamodb:BatchGetItem"]
 
 
 def test_metadata_advertises_every_grant_of_the_token_endpoint(http):

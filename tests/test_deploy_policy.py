@@ -167,6 +167,8 @@ def test_every_call_of_the_request_paths_is_granted_to_the_api_function(aws, rec
     store.take_slot(slot)
     store.give_back_slot(slot)
     store.counter(slot)
+    store.check_limits((slot,))
+    store.get_code(code.code_digest, limits=(slot,))  # a code read together with the throttle counters
     store.add_strike("login-account-source:p", lambda strikes: 60, 600)
     store.blocked_until("login-account-source:p")
     store.remember_device(digest("d"), user.user_id, now + 60)

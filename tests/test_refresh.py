@@ -15,6 +15,7 @@ from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.errors import OAuthError
 from tests.token_helpers import (
     assert_error,
+    aws_calls,
     basic,
     endpoint_for,
     exchange,
@@ -318,3 +319,14 @@ def test_grace_never_revives_a_revoked_grant_or_a_disabled_user(http, world, aws
     response = refresh(http, c1, first["refresh_token"])  # within the window, successor unused
     assert_error(response, 400, "invalid_grant")
     assert second["refresh_token"] not in response.body.decode()
+
+
+@pytest.mark.store("dynamo")  # counts DynamoDB's calls
+def test_call_budget_a_refresh_makes_two_dynamodb_calls(http, world, aws):
+    """The refresh token is read in one BatchGetItem with the client-authentication throttle's two
+    counters, then one transaction rotates it (warm client)."""
+    c1, first = _start(http, world)
+    second = tokens_of(refresh(http, c1, first["refresh_token"]))  # warm: client cache, key ring
+    with aws_calls(aws) as calls:
+        tokens_of(refresh(http, c1, second["refresh_token"]))
+    assert calls == ["dynamodb:BatchGetItem", "dynamodb:TransactWriteItems"]

@@ -81,7 +81,7 @@ def test_confidential_registration_returns_credentials_once_and_stores_digests(a
     with pytest.raises(Exception, match="client authentication failed"):
         client_auth.authenticate(aws.clients, credentials, clock.now(), CLIENT_LIMITS)  # registered for basic, not post
     basic = client_auth.ClientCredentials(result["client_id"], secret, "client_secret_basic", True)
-    assert client_auth.authenticate(aws.clients, basic, clock.now(), CLIENT_LIMITS).client_id == result["client_id"]
+    assert client_auth.authenticate(aws.clients, basic, clock.now(), CLIENT_LIMITS)[0].client_id == result["client_id"]
 
 
 def test_public_native_client_gets_no_secret(reg):

@@ -216,13 +216,14 @@ def test_call_budget_v1_check_makes_no_call_and_introspection_reads_by_key(clien
 
     with CallCounter(clients) as counter:
         assert json.loads(introspect(http, minted.access_token).body)["active"] is True
-    # grant, client, user and consent in one BatchGetItem; the two client-authentication throttle counters
-    # (client+source, source) that must be read before the secret is compared (issue 11)
-    assert counter.calls == Counter({"dynamodb.GetItem": 2, "dynamodb.BatchGetItem": 1})
+    # the two client-authentication throttle counters (client+source, source) in one BatchGetItem, then
+    # grant, client, user and consent in another
+    assert counter.calls == Counter({"dynamodb.BatchGetItem": 2})
 
     with CallCounter(clients) as counter:
         assert json.loads(introspect(http, machine).body)["active"] is True
-    assert counter.calls == Counter({"dynamodb.GetItem": 3})  # throttle counters + its client (deleted: inactive)
+    # the throttle counters, then its client (deleted: inactive)
+    assert counter.calls == Counter({"dynamodb.BatchGetItem": 1, "dynamodb.GetItem": 1})
 
 
 def test_the_local_run_seeds_demo_analyses_for_the_demo_user(clients, http):

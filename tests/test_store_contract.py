@@ -18,6 +18,7 @@ from chalicelib.records import (
     ConditionFailed,
     CounterSlot,
     GrantRecord,
+    LimitReached,
     OpenIdRequest,
     RefreshTokenRecord,
     RegistrationTokenRecord,
@@ -356,6 +357,31 @@ def test_throttle_slots_reserve_up_to_the_limit_and_give_back(store):
     store.give_back_slot(slot)
     store.give_back_slot(slot)  # never below zero
     assert store.counter(slot) == 0
+
+
+def test_reads_with_limits_refuse_while_a_counter_is_full_and_read_nothing_else(store):
+    """A code or refresh token read together with throttle counters: LimitReached (naming the full slot)
+    while one is at its limit, in the current window only; the item is read as usual otherwise."""
+    store.put_code(_code(lifetime=600))
+    store.put_refresh_token(_refresh())
+    roomy, tight = CounterSlot("client-auth-source:s", 60, 5), CounterSlot("client-auth:c", 60, 2)
+    limits = (tight, roomy)
+    store.check_limits(limits)  # no counter yet: nothing is full
+    assert store.get_code("code1", limits=limits).code_digest == "code1"
+    assert store.get_refresh_token("rt1", limits=limits).token_digest == "rt1"
+    assert store.get_code("absent", limits=limits) is None
+    assert store.take_slot(tight) and store.take_slot(tight) and store.take_slot(roomy)
+    reads = (lambda: store.check_limits(limits), lambda: store.get_code("code1", limits=limits),
+             lambda: store.get_refresh_token("rt1", limits=limits), lambda: store.get_code("absent", limits=limits))
+    for read in reads:
+        with pytest.raises(LimitReached) as reached:
+            read()
+        assert reached.value.slot == tight
+    store.check_limits((roomy,))  # one unit of five: not full
+    assert store.get_code("code1").used_at is None  # reads without limits are unchanged
+    clock.travel(60)  # the next window: the full counter is history
+    store.check_limits(limits)
+    assert store.get_code("code1", limits=limits).used_at is None
 
 
 def test_throttle_blocks_back_off_and_clear(store):

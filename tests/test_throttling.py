@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from urllib.parse import urlencode
 
 import pytest
 from chalice.local import LambdaEventConverter
 
 from chalicelib import clock
+from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import accounts
 from chalicelib.oauth.throttle import Throttled, source_of, subject_of, throttle_key
 from tests.authorize_support import EMAIL, PASSWORD, Browser, sign_in
-from tests.token_helpers import assert_error, basic, freeze_clock, make_world, post_token, tokens_of
+from tests.token_helpers import (
+    FORM,
+    V,
+    assert_error,
+    basic,
+    exchange,
+    freeze_clock,
+    make_world,
+    post_token,
+    tokens_of,
+)
 from tests.worlds import reconfigured
 
 pytestmark = pytest.mark.store("memory")
@@ -218,6 +230,63 @@ def test_a_tripped_client_throttle_refuses_even_the_right_secret(aws, frozen, ht
     refused = assert_error(post_token(http, CC, basic(cc1.client_id, cc1.secret)), 429, "slow_down")
     assert refused == {"error": "slow_down", "error_description": "too many requests; retry later"}
     source("198.51.100.21")  # the client's own servers: guessing elsewhere does not lock it out
+    tokens_of(post_token(http, CC, basic(cc1.client_id, cc1.secret)))
+
+
+def _requests(http, client, code: str, refresh_token: str, access_token: str):
+    """Each authenticated request kind a tripped limit must refuse, as (name, send(secret))."""
+    def send(path: str, params: dict[str, str]):
+        return lambda secret: http.post(path, headers={**FORM, **basic(client.client_id, secret)},
+                                        body=urlencode(params))
+
+    return [
+        ("code exchange", send("/token", {"grant_type": "authorization_code", "code": code, "code_verifier": V,
+                                          "redirect_uri": client.redirect_uris[0]})),
+        ("refresh", send("/token", {"grant_type": "refresh_token", "refresh_token": refresh_token})),
+        ("bad code", send("/token", {"grant_type": "authorization_code", "code": "no-such-code", "code_verifier": V})),
+        ("missing parameter", send("/token", {"grant_type": "refresh_token"})),
+        ("introspection", send("/introspect", {"token": access_token})),
+        ("revocation", send("/revoke", {"token": refresh_token})),
+    ]
+
+
+def test_a_tripped_limit_refuses_the_right_secret_everywhere_alike_and_consumes_nothing(aws, frozen, http, source):
+    """While client+source is at its limit, every request with the RIGHT secret (code exchange, refresh,
+    introspection, revocation, and errors the secret would reach) gets the very answer a WRONG secret
+    gets: 429, nothing consumed or revoked; once the window passes, the same code and token work."""
+    world = make_world(aws)
+    limits(aws, client_auth_max_failures=3)
+    c1 = world.clients["C1"]
+    source("198.51.100.25")
+    first = tokens_of(exchange(http, c1, world.issue_code(c1)))
+    code = world.issue_code(c1, lifetime=600)
+    for i in range(3):
+        assert_error(post_token(http, CC, basic(c1.client_id, f"guess-{i}")), 401, "invalid_client")
+    for name, send in _requests(http, c1, code, first["refresh_token"], first["access_token"]):
+        right, wrong = send(c1.secret), send("wrong-secret")
+        assert right.status_code == 429, (name, right.body)
+        assert (right.body, right.headers["Retry-After"]) == (wrong.body, wrong.headers["Retry-After"]), name
+    assert world.store.get_code(digest(code)).used_at is None  # nothing consumed
+    assert world.store.get_refresh_token(digest(first["refresh_token"])).used_at is None
+    grant_id = aws.access_tokens.verify(first["access_token"], aws.settings.api_audience).grant_id
+    assert aws.store.get_grant(c1.client_id, grant_id).revoked_at is None
+    clock.travel(60)  # the window passes: the same code and refresh token work
+    tokens_of(exchange(http, c1, code))
+    tokens_of(post_token(http, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+                         basic(c1.client_id, c1.secret)))
+
+
+def test_a_tripped_source_limit_refuses_client_credentials_with_the_right_secret(aws, frozen, http, source):
+    world = make_world(aws)
+    limits(aws, client_auth_source_max_failures=2)
+    cc1 = world.clients["CC1"]
+    source("198.51.100.26")
+    for i in range(2):
+        assert_error(post_token(http, CC, basic(f"sprayed-{i}", "x")), 401, "invalid_client")
+    right = post_token(http, CC, basic(cc1.client_id, cc1.secret))
+    wrong = post_token(http, CC, basic(cc1.client_id, "x"))
+    assert right.status_code == 429 and (right.body, right.headers) == (wrong.body, wrong.headers)
+    clock.travel(60)
     tokens_of(post_token(http, CC, basic(cc1.client_id, cc1.secret)))
 
 

@@ -163,7 +163,7 @@ def test_t26_secret_comparison_is_constant_time(world, aws, monkeypatch):
     monkeypatch.setattr(client_rules, "digests_equal", spy)
     c1 = world.clients["C1"]
     credentials = client_rules.client_credentials(basic(c1.client_id, c1.secret)["Authorization"], {})
-    assert client_rules.authenticate(aws.clients, credentials, clock.now(), CLIENT_LIMITS).client_id == c1.client_id
+    assert client_rules.authenticate(aws.clients, credentials, clock.now(), CLIENT_LIMITS)[0].client_id == c1.client_id
     assert compared and all(len(a) == len(b) == 64 for a, b in compared)  # fixed-length SHA-256 digests
 
 

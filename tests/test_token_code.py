@@ -16,6 +16,7 @@ from tests.token_helpers import (
     FORM,
     V,
     assert_error,
+    aws_calls,
     basic,
     endpoint_for,
     exchange,
@@ -297,3 +298,15 @@ def test_the_grant_is_issued_under_the_consent_and_the_consent_does_not_grow(htt
         sizes.append(len(json.dumps(world.store._get(f"user#{world.user_id}", f"consent#{c1.client_id}")
                                     .serialize(), sort_keys=True)))
     assert sizes[0] == sizes[1] == sizes[2]
+
+
+@pytest.mark.store("dynamo")  # counts DynamoDB's calls
+def test_call_budget_a_code_exchange_makes_two_dynamodb_calls(http, world, aws):
+    """Issue 9's budget, kept with issue 11's client-authentication throttle: the code is read in one
+    BatchGetItem with the throttle's two counters, then one transaction records the grant (warm client)."""
+    c1 = world.clients["C1"]
+    tokens_of(exchange(http, c1, world.issue_code(c1)))  # warm: client cache, key ring, signing key
+    code = world.issue_code(c1)
+    with aws_calls(aws) as calls:
+        tokens_of(exchange(http, c1, code))
+    assert calls == ["dynamodb:BatchGetItem", "dynamodb:TransactWriteItems"]

@@ -289,9 +289,12 @@ def test_f07_token_paths_read_with_consistent_reads(http, world, aws):
     def record(model, params, **_):
         if model.name == "GetItem":
             reads.append(params)
+        if model.name == "BatchGetItem":  # the code or refresh token with the throttle counters
+            reads.extend(params["RequestItems"].values())
 
     events = shared_connection().client.meta.events
     events.register("before-parameter-build.dynamodb.GetItem", record)
+    events.register("before-parameter-build.dynamodb.BatchGetItem", record)
     try:
         c1 = world.clients["C1"]
         tokens = tokens_of(exchange(http, c1, world.issue_code(c1)))
@@ -299,4 +302,5 @@ def test_f07_token_paths_read_with_consistent_reads(http, world, aws):
                              basic(c1.client_id, c1.secret)))
     finally:
         events.unregister("before-parameter-build.dynamodb.GetItem", record)
+        events.unregister("before-parameter-build.dynamodb.BatchGetItem", record)
     assert len(reads) >= 2 and all(params.get("ConsistentRead") is True for params in reads)

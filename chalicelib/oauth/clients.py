@@ -7,7 +7,7 @@ import binascii
 import re
 import threading
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence, TypeVar
 from urllib.parse import unquote_plus
 
 from chalicelib import audit
@@ -15,7 +15,7 @@ from chalicelib.crypto.secrets import digest, digests_equal
 from chalicelib.oauth.cimd import MAX_METADATA_URL, is_metadata_url
 from chalicelib.oauth.errors import REALM, InvalidClient, InvalidRequest
 from chalicelib.oauth.throttle import Limit, Throttle, Throttled, ThrottleStore, source_of, subject_of
-from chalicelib.records import ClientRecord, live
+from chalicelib.records import ClientRecord, CounterSlot, LimitReached, live
 from chalicelib.settings import Settings
 
 BASIC_CHALLENGE = f'Basic realm="{REALM}"'
@@ -28,9 +28,13 @@ _LOOPBACK_URI = re.compile(r"http://(?P<host>127\.0\.0\.1|\[::1\])(?::(?P<port>[
                            re.DOTALL)
 
 
+R = TypeVar("R")
+
+
 class ClientStore(ThrottleStore, Protocol):
     def get_client(self, client_id: str) -> ClientRecord | None: ...
     def touch_client(self, client_id: str, expires_at: int) -> None: ...
+    def check_limits(self, limits: Sequence[CounterSlot]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,17 @@ class ClientDirectory:
             self._cache.pop(client_id, None)
 
     def authenticate(self, authorization: str | None, form: dict[str, str], source: str | None = None) -> ClientRecord:
-        """The client a back-channel request (token, revocation, introspection) authenticated as (RFC 6749 §2.3);
-        `source` is the caller's address, for the throttle."""
+        """The client a back-channel request (revocation, introspection) authenticated as (RFC 6749 §2.3),
+        refused while a limit is full (one BatchGetItem); `source` is the caller's address, for the throttle."""
+        client, gate = self.admit(authorization, form, source)
+        gate.check()
+        return client
+
+    def admit(
+        self, authorization: str | None, form: dict[str, str], source: str | None = None
+    ) -> tuple[ClientRecord, LimitGate]:
+        """The client a request authenticated as, and the gate it must pass before answering anything
+        (the token endpoint folds that check into its first read)."""
         return authenticate(self, client_credentials(authorization, form, source), self.clock(), self.limits)
 
     def _keep_alive(self, client: ClientRecord | None, now: int) -> None:
@@ -175,21 +188,56 @@ def client_credentials(
     return ClientCredentials(body_id, None, "none", False, source)
 
 
+class LimitGate:
+    """The client-authentication limits a request that authenticated must still be under before it
+    answers anything, right secret or not: while a limit is full every attempt gets the same 429.
+
+    A failed attempt needs no gate: its conditional `Throttle.take` refuses once a limit is full. A
+    success is checked by reading the two counters: folded into the request's first read (`checked`,
+    e.g. the code or refresh token at /token, so it costs no call of its own), else one BatchGetItem
+    (`check`). Until the gate has passed, no answer but a 429 may leave (TokenEndpoint.handle).
+    """
+
+    def __init__(self, store: ClientStore, throttle: Throttle, wanted: Sequence[tuple[Limit, str]], client_id: str):
+        self.store = store
+        self.throttle = throttle
+        self.limits = {limit.slot(subject): limit for limit, subject in wanted}
+        self.client_id = client_id
+        self.passed = False
+
+    def checked(self, read: Callable[[Sequence[CounterSlot]], R]) -> R:
+        """`read(slots)`: a store read that also checks these counters (LimitReached when one is full)."""
+        try:
+            result = read(() if self.passed else tuple(self.limits))
+        except LimitReached as reached:
+            raise self._refused(self.limits[reached.slot]) from None
+        self.passed = True
+        return result
+
+    def check(self) -> None:
+        """Throttled while a limit is full; one BatchGetItem, none once passed."""
+        if not self.passed:
+            self.checked(self.store.check_limits)
+
+    def _refused(self, limit: Limit) -> Throttled:
+        audit.emit("client_auth.throttled", client_id=self.client_id)
+        return self.throttle.refusal(limit)
+
+
 def authenticate(
     directory: ClientDirectory, credentials: ClientCredentials, now: int, limits: ClientAuthLimits
-) -> ClientRecord:
-    """The client, when it authenticated with its registered method; InvalidClient otherwise.
+) -> tuple[ClientRecord, LimitGate]:
+    """The client, when it authenticated with its registered method, and the gate its success must still
+    pass; InvalidClient otherwise.
 
-    Unknown clients and wrong secrets fail alike (same error, same hashing work, same throttle), and
-    while a limit is reached every attempt is refused before any secret is compared, right or wrong.
+    Unknown clients and wrong secrets fail alike (same error, same hashing work, same throttle). A
+    failure counts itself and is refused (429) once a limit is full; a success is refused alike by
+    the gate, so while a limit is reached every attempt gets the same 429, right secret or wrong.
     """
     throttle = Throttle(directory.store, directory.clock)
     source = source_of(credentials.source)
     wanted = ((limits.client_source, subject_of(credentials.client_id[:MAX_CLIENT_ID], source)),
               (limits.source, subject_of(source)))
-    for limit, subject in wanted:
-        if throttle.exhausted(limit, subject):
-            raise _throttled(throttle.refusal(limit), credentials)
     client = directory.get(credentials.client_id)
     presented = digest(credentials.secret[:MAX_SECRET]) if credentials.secret is not None else None
     ok = client is not None and credentials.method == client.auth_method
@@ -199,7 +247,7 @@ def authenticate(
     elif client is None and presented is not None:
         digests_equal(presented, _UNKNOWN_CLIENT_DIGEST)
     if ok and client is not None:
-        return client
+        return client, LimitGate(directory.store, throttle, wanted, credentials.client_id[:MAX_CLIENT_ID])
     try:
         throttle.take(*wanted)  # count the failure
     except Throttled as refused:  # this one found a limit full

@@ -2,26 +2,31 @@
 
 Parameters arrive parsed (form body only, no duplicates); the result is the JSON body of a 200, or an
 OAuthError. Order of work: grant type, client authentication (before any code or refresh token is
-read), then the grant. Tokens are signed before the single transaction that records them, and leave
-only after it committed, so a failed write leaves nothing issued.
+read), then the grant. While a client-authentication limit is full every answer is the same 429, so a
+request that authenticated passes the limit gate (clients.LimitGate) before it answers anything: the
+code exchange and the refresh read the two throttle counters in the same call as the code or the
+refresh token (2 DynamoDB calls in all); any other answer reads them first. Tokens are signed before
+the single transaction that records them, and leave only after it committed, so a failed write leaves
+nothing issued.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from chalicelib import audit
 from chalicelib.crypto.sealing import open_with_token, seal_with_token
 from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import pkce
-from chalicelib.oauth.clients import ClientDirectory
+from chalicelib.oauth.clients import ClientDirectory, LimitGate
 from chalicelib.oauth.errors import (
     InvalidClient,
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
+    OAuthError,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
@@ -38,6 +43,7 @@ from chalicelib.records import (
     ClientRecord,
     CodeRecord,
     ConditionFailed,
+    CounterSlot,
     GrantRecord,
     RefreshTokenRecord,
     ResourceServerRecord,
@@ -50,12 +56,16 @@ GRACE_PURPOSE = "clipron-refresh-grace-v1"
 
 
 class TokenStore(Protocol):
-    def get_code(self, code_digest: str, include_used: bool = True) -> CodeRecord | None: ...
+    def get_code(
+        self, code_digest: str, include_used: bool = True, limits: Sequence[CounterSlot] = ()
+    ) -> CodeRecord | None: ...
     def redeem_code(self, code: CodeRecord, grant: GrantRecord, refresh_token: RefreshTokenRecord | None) -> None: ...
     def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None: ...
     def revoke_grant(self, client_id: str, grant_id: str) -> None: ...
     def get_standing(self, client_id: str, user_id: str, grant_id: str) -> Standing: ...
-    def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None: ...
+    def get_refresh_token(
+        self, token_digest: str, limits: Sequence[CounterSlot] = ()
+    ) -> RefreshTokenRecord | None: ...
     def rotate_refresh_token(self, old: RefreshTokenRecord, new: RefreshTokenRecord, grace_response: str) -> None: ...
 
 
@@ -76,22 +86,31 @@ class TokenEndpoint:
             raise InvalidRequest("grant_type is required")
         if grant_type not in GRANT_TYPES:
             raise UnsupportedGrantType("this server does not support this grant type")
-        client = self.clients.authenticate(authorization, form, source)
+        client, gate = self.clients.admit(authorization, form, source)
+        try:
+            body = self._grant(grant_type, client, form, gate)
+        except OAuthError:
+            gate.check()  # while a limit is full, a refusal must not tell a right secret from a wrong one
+            raise
+        gate.check()  # a grant that read nothing (client_credentials, token exchange) checks it here
+        return body
+
+    def _grant(self, grant_type: str, client: ClientRecord, form: dict[str, str], gate: LimitGate) -> dict[str, Any]:
         if grant_type in ("client_credentials", TOKEN_EXCHANGE) and not client.confidential:
             raise InvalidClient("this grant needs a confidential client")
         if grant_type not in client.grant_types:
             raise UnauthorizedClient("this client may not use this grant type")
-        handler = {
-            "authorization_code": self.authorization_code,
-            "refresh_token": self.refresh_token,
-            "client_credentials": self.client_credentials,
-            TOKEN_EXCHANGE: self.token_exchange,
-        }[grant_type]
-        return handler(client, form)
+        if grant_type == "authorization_code":
+            return self.authorization_code(client, form, gate)
+        if grant_type == "refresh_token":
+            return self.refresh_token(client, form, gate)
+        if grant_type == "client_credentials":
+            return self.client_credentials(client, form)
+        return self.token_exchange(client, form)
 
     # -- authorization_code (RFC 6749 §4.1.3, RFC 7636 §4.6) --
-    def authorization_code(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
-        code = self._redeemable_code(client, form)
+    def authorization_code(self, client: ClientRecord, form: dict[str, str], gate: LimitGate) -> dict[str, Any]:
+        code = self._redeemable_code(client, form, gate)
         granted = _still_allowed(code.scope, client)
         server = self.resources.pick(form.get("resource"), code.resources)
         scope = _narrowed(form.get("scope"), format_scope(scopes_for(server, granted.split())))
@@ -125,13 +144,15 @@ class TokenEndpoint:
         audit.emit("code.redeemed", user_id=code.user_id, client_id=code.client_id, grant_id=code.grant_id)
         return body
 
-    def _redeemable_code(self, client: ClientRecord, form: dict[str, str]) -> CodeRecord:
+    def _redeemable_code(self, client: ClientRecord, form: dict[str, str], gate: LimitGate) -> CodeRecord:
         """The unused code this request proves it may redeem; a used one revokes its grant."""
         presented = _required(form, "code")
         verifier = form.get("code_verifier") or None
         if verifier is not None and not pkce.valid_verifier(verifier):
             raise InvalidRequest("code_verifier must be 43 to 128 unreserved characters")
-        code = self.store.get_code(digest(presented)) if len(presented) <= MAX_TOKEN_PARAMETER else None
+        if len(presented) > MAX_TOKEN_PARAMETER:
+            raise InvalidGrant("the code is invalid, expired or already used")
+        code = gate.checked(lambda limits: self.store.get_code(digest(presented), limits=limits))
         if code is None:
             raise InvalidGrant("the code is invalid, expired or already used")
         # Every binding is checked before reuse: a replay with bad parameters must not revoke (DoS).
@@ -156,11 +177,13 @@ class TokenEndpoint:
         raise InvalidGrant("the code is invalid, expired or already used")
 
     # -- refresh_token (RFC 6749 §6, RFC 9700 §4.14.2) --
-    def refresh_token(self, client: ClientRecord, form: dict[str, str]) -> dict[str, Any]:
+    def refresh_token(self, client: ClientRecord, form: dict[str, str], gate: LimitGate) -> dict[str, Any]:
         presented = _required(form, "refresh_token")
         requested = form.get("scope") or None
         resource = form.get("resource")
-        record = self.store.get_refresh_token(digest(presented)) if len(presented) <= MAX_TOKEN_PARAMETER else None
+        record = None
+        if len(presented) <= MAX_TOKEN_PARAMETER:
+            record = gate.checked(lambda limits: self.store.get_refresh_token(digest(presented), limits=limits))
         if record is None:  # absent, or past its idle/absolute expiry (a grace never revives it)
             raise InvalidGrant("the refresh token is invalid or expired")
         if record.client_id != client.client_id:  # foreign client: refused, the family is left alone

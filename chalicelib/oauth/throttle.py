@@ -103,10 +103,6 @@ class Throttle:
         for slot in reservation.slots:
             self.store.give_back_slot(slot)
 
-    def exhausted(self, limit: Limit, subject: str) -> bool:
-        """Whether the counter is at its limit (a read: for checks that must cost no write)."""
-        return self.store.counter(limit.slot(subject)) >= limit.max_count
-
     def refusal(self, limit: Limit) -> Throttled:
         return Throttled(limit.scope, self._window_left(limit))
 

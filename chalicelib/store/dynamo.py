@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.attributes import (
@@ -38,6 +38,7 @@ from chalicelib.records import (
     ConsentRecord,
     CounterSlot,
     GrantRecord,
+    LimitReached,
     OwnedApp,
     RefreshTokenRecord,
     RegistrationTokenRecord,
@@ -247,6 +248,28 @@ class DynamoStore:
             except Item.DoesNotExist:
                 return None
 
+    def _batch_get(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Item]:
+        """The items at `keys` that exist, by key: one consistent BatchGetItem."""
+        with _translated():
+            return {(item.pk, item.sk): item for item in Item.batch_get(list(keys), consistent_read=True)}
+
+    def _get_within(self, pk: str, sk: str, limits: Sequence[CounterSlot]) -> Item | None:
+        """The item at (pk, sk), read in one call with the throttle counters of `limits`: LimitReached
+        when one is full (the item is then not looked at)."""
+        if not limits:
+            return self._get(pk, sk)
+        found = self._batch_get([(pk, sk), *(self._counter_key(slot) for slot in limits)])
+        self._check_counters(found, limits)
+        return found.get((pk, sk))
+
+    def _check_counters(self, found: dict[tuple[str, str], Item], limits: Sequence[CounterSlot]) -> None:
+        now = self.clock()
+        for slot in limits:
+            item = found.get(self._counter_key(slot))
+            if item is not None and live(item.expires_at and int(item.expires_at), now) \
+                    and int(item.count or 0) >= slot.limit:
+                raise LimitReached(slot)
+
     def _put_new(self, item: Item) -> None:
         """Create `item` under a key we just generated at random. The retry of a put whose answer was
         lost finds the key taken by our own write: an item holding exactly our data counts as success."""
@@ -450,9 +473,12 @@ class DynamoStore:
     def put_code(self, code: CodeRecord) -> None:
         self._put_new(_item("code", f"code#{code.code_digest}", "code", code))
 
-    def get_code(self, code_digest: str, include_used: bool = True) -> CodeRecord | None:
-        """The code even when already used (reuse detection needs it); None when absent or expired."""
-        record = _record(CodeRecord, self._get(f"code#{code_digest}", "code"), self.clock())
+    def get_code(
+        self, code_digest: str, include_used: bool = True, limits: Sequence[CounterSlot] = ()
+    ) -> CodeRecord | None:
+        """The code even when already used (reuse detection needs it); None when absent or expired.
+        With `limits`: read in the same call as those throttle counters, LimitReached when one is full."""
+        record = _record(CodeRecord, self._get_within(f"code#{code_digest}", "code", limits), self.clock())
         if record is not None and record.used_at is not None and not include_used:
             return None
         return record
@@ -527,8 +553,7 @@ class DynamoStore:
             "user": (f"user#{user_id}", "user"),
             "consent": (f"user#{user_id}", f"consent#{client_id}"),
         }
-        with _translated():
-            found = {(item.pk, item.sk): item for item in Item.batch_get(list(keys.values()), consistent_read=True)}
+        found = self._batch_get(list(keys.values()))
         return Standing(
             grant=_record(GrantRecord, found.get(keys["grant"]), self.clock()),
             client=_client_record(found.get(keys["client"]), self.clock()),
@@ -576,9 +601,13 @@ class DynamoStore:
         """Store a new refresh token on its own (operator tools and tests; grants use the transactions)."""
         self._put_new(self._refresh_item(token))
 
-    def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None:
-        """The token even when already rotated (reuse detection); None when absent or expired."""
-        return _record(RefreshTokenRecord, self._get(f"rt#{token_digest}", "rt"), self.clock())
+    def get_refresh_token(
+        self, token_digest: str, limits: Sequence[CounterSlot] = ()
+    ) -> RefreshTokenRecord | None:
+        """The token even when already rotated (reuse detection); None when absent or expired.
+        With `limits`: read in the same call as those throttle counters, LimitReached when one is full."""
+        item = self._get_within(f"rt#{token_digest}", "rt", limits)
+        return _record(RefreshTokenRecord, item, self.clock())
 
     def rotate_refresh_token(
         self,
@@ -738,11 +767,15 @@ class DynamoStore:
         with contextlib.suppress(ConditionFailed), _translated():  # the window ended meanwhile: nothing to return
             self._counter(slot, now).update(actions=[Item.count.add(-1)], condition=Item.count > 0)
 
+    def check_limits(self, limits: Sequence[CounterSlot]) -> None:
+        """LimitReached when one of these throttle counters is full (one BatchGetItem; none for no limits)."""
+        if limits:
+            self._check_counters(self._batch_get([self._counter_key(slot) for slot in limits]), limits)
+
     def counter(self, slot: CounterSlot) -> int:
         """The units taken in the current window (0 when none or expired)."""
-        now = self.clock()
-        item = self._get(f"rate#{slot.key}", f"window#{now // slot.window_seconds}")
-        if item is None or not live(item.expires_at and int(item.expires_at), now):
+        item = self._get(*self._counter_key(slot))
+        if item is None or not live(item.expires_at and int(item.expires_at), self.clock()):
             return 0
         return int(item.count or 0)
 
@@ -777,6 +810,10 @@ class DynamoStore:
     @staticmethod
     def _counter(slot: CounterSlot, now: int) -> Item:
         return Item(f"rate#{slot.key}", f"window#{now // slot.window_seconds}")
+
+    def _counter_key(self, slot: CounterSlot) -> tuple[str, str]:
+        """The key of this window's counter of `slot`."""
+        return f"rate#{slot.key}", f"window#{self.clock() // slot.window_seconds}"
 
     def delete_registration_token(self, token_digest: str) -> None:
         self._delete(f"regtoken#{token_digest}", "regtoken")

@@ -14,7 +14,7 @@ import copy
 import dataclasses
 import json
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from chalicelib.clock import now as clock_now
 from chalicelib.records import (
@@ -28,6 +28,7 @@ from chalicelib.records import (
     ConsentRecord,
     CounterSlot,
     GrantRecord,
+    LimitReached,
     OwnedApp,
     RefreshTokenRecord,
     RegistrationTokenRecord,
@@ -295,9 +296,14 @@ class MemoryStore:
     def put_code(self, code: CodeRecord) -> None:
         self._put_new((f"code#{code.code_digest}", "code"), _item("code", code))
 
-    def get_code(self, code_digest: str, include_used: bool = True) -> CodeRecord | None:
-        """The code even when already used (reuse detection needs it); None when absent or expired."""
-        record = _record(CodeRecord, self._get(f"code#{code_digest}", "code"), self.clock())
+    def get_code(
+        self, code_digest: str, include_used: bool = True, limits: Sequence[CounterSlot] = ()
+    ) -> CodeRecord | None:
+        """The code even when already used (reuse detection needs it); None when absent or expired.
+        With `limits`: read together with those throttle counters, LimitReached when one is full."""
+        with self._lock:
+            self.check_limits(limits)
+            record = _record(CodeRecord, self._get(f"code#{code_digest}", "code"), self.clock())
         if record is not None and record.used_at is not None and not include_used:
             return None
         return record
@@ -377,9 +383,14 @@ class MemoryStore:
     def put_refresh_token(self, token: RefreshTokenRecord) -> None:
         self._put_new(self._refresh_key(token), _item("refresh", token))
 
-    def get_refresh_token(self, token_digest: str) -> RefreshTokenRecord | None:
-        """The token even when already rotated (reuse detection); None when absent or expired."""
-        return _record(RefreshTokenRecord, self._get(f"rt#{token_digest}", "rt"), self.clock())
+    def get_refresh_token(
+        self, token_digest: str, limits: Sequence[CounterSlot] = ()
+    ) -> RefreshTokenRecord | None:
+        """The token even when already rotated (reuse detection); None when absent or expired.
+        With `limits`: read together with those throttle counters, LimitReached when one is full."""
+        with self._lock:
+            self.check_limits(limits)
+            return _record(RefreshTokenRecord, self._get(f"rt#{token_digest}", "rt"), self.clock())
 
     def rotate_refresh_token(self, old: RefreshTokenRecord, new: RefreshTokenRecord, grace_response: str) -> None:
         """Spend the old token and store its successor together, while the grant is active and the
@@ -493,6 +504,13 @@ class MemoryStore:
             item = self._items.get((f"rate#{slot.key}", f"window#{window}"))
             if item is not None and item.get("count", 0) > 0:
                 item["count"] -= 1
+
+    def check_limits(self, limits: Sequence[CounterSlot]) -> None:
+        """LimitReached when one of these throttle counters is full (read together)."""
+        with self._lock:
+            for slot in limits:
+                if self.counter(slot) >= slot.limit:
+                    raise LimitReached(slot)
 
     def counter(self, slot: CounterSlot) -> int:
         now = self.clock()
