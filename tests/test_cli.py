@@ -13,14 +13,22 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ["provision", "create-user", "create-client", "issue-registration-token", "rotate-keys", "verify-client"]
 
 
-@pytest.mark.parametrize("command", [None, *COMMANDS])
-def test_every_command_has_help(command):
-    args = [sys.executable, "-m", "chalicelib.cli", *([command] if command else []), "--help"]
+def test_the_module_runs_as_a_command():
+    args = [sys.executable, "-m", "chalicelib.cli", "--help"]
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0
     assert "usage:" in result.stdout
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*([command] if command else []), "--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "usage:" in out
     if command:
-        assert command in result.stdout
+        assert command in out
 
 
 def run(capsys, *argv):
@@ -71,10 +79,11 @@ def test_duplicate_user_is_refused(aws, capsys):
 
 
 @pytest.mark.parametrize("argv", [["issue-registration-token", "--days", "0"], ["provision", "--stage", "qa"]])
-def test_argument_errors_exit_non_zero(argv):
-    result = subprocess.run([sys.executable, "-m", "chalicelib.cli", *argv], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 2
-    assert "error:" in result.stderr.splitlines()[-1]
+def test_argument_errors_exit_non_zero(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_bad_configuration_is_one_line(capsys, monkeypatch):
