@@ -79,13 +79,25 @@ def world(aws):
     return make_world(aws)
 
 
+@pytest.fixture(scope="session")
+def shared_local_run(tmp_path_factory):
+    """One `make run` (chalicelib.local: moto server + chalice local) per worker, for the modules that use the
+    local run as a newcomer gets it; each test registers its own clients, so they do not disturb each other.
+    Modules that start it with other settings (test_agents_e2e) keep their own."""
+    from tests.developer_support import local_run
+
+    with local_run(tmp_path_factory.mktemp("shared-local-run")) as run:
+        yield run
+
+
 # a module defining a fixture shared by its tests (a local run, a browser, packaged templates)
 SHARED_FIXTURE = re.compile(r"@pytest\.fixture\([^)]*scope=[\"'](?:module|class|package)[\"']")
 
 
 def pytest_xdist_make_scheduler(config, log):
     """`-n auto` spreads tests one by one, except that a module with a shared fixture runs whole on one
-    worker, so its local run or browser starts once. (xdist 3.8's loadgroup cannot do this under
+    worker, so its local run or browser starts once, and the modules on `shared_local_run` share one
+    worker and its one local run. (xdist 3.8's loadgroup cannot do this under
     pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads, and so groups nothing.)"""
     if config.getvalue("dist") != "load":
         return None
@@ -95,9 +107,14 @@ def pytest_xdist_make_scheduler(config, log):
     shared = {path.relative_to(config.rootpath).as_posix() for path in tests.glob("test_*.py")
               if SHARED_FIXTURE.search(path.read_text())}
 
+    local_run_modules = {path.relative_to(config.rootpath).as_posix() for path in tests.glob("test_*.py")
+                         if "shared_local_run" in path.read_text()}
+
     class SharedFixtureModules(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
+            if module in local_run_modules:
+                return "shared_local_run"  # one worker, one local run for all of them
             return module if module in shared else nodeid
 
     return SharedFixtureModules(config, log)

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, example_app, free_port, local_run
+from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, example_app, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -19,10 +19,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with local_run(tmp_path_factory.mktemp("local-run")) as run:
-        yield run
+@pytest.fixture
+def server(shared_local_run):
+    return shared_local_run
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The whole authorization code flow in headless Chromium against a real local run (`python -m chalicelib.local`).
+"""The whole authorization code flow in headless Chromium against a real local run (`python -m chalicelib.local`,
+the worker's `shared_local_run`).
 
 Login as the demo user, consent, capture the redirect to the demo redirect URI (nothing listens
 there: the test reads the URL of the request the browser makes), then exchange the code at POST /token.
@@ -9,75 +10,26 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import pytest
 
-from chalicelib.local import DEFAULTS, free_port
+from chalicelib.local import DEFAULTS
 from tests.authorize_support import CH, V
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-START_TIMEOUT_SECONDS = 90
 STATE = "browser state & = + % é"
 
 
-def _wait_until_serving(process: subprocess.Popen, issuer: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the local run exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(issuer + "/.well-known/oauth-authorization-server", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"the local run did not answer within {START_TIMEOUT_SECONDS} s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM lets chalicelib.local stop `chalice local` and moto; the session group is killed if it hangs."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 @pytest.fixture
-def local_run():
-    """The local run on free ports; yields its issuer and stops it afterwards, also on failure."""
-    port, moto_port = free_port(), free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OAUTH_", "API_", "KMS_"))}
-    env.update({"PORT": str(port), "MOTO_PORT": str(moto_port), "ISSUER_URL": issuer, "STAGE": "local",
-                "PYTHONUNBUFFERED": "1"})
-    with tempfile.TemporaryDirectory() as scratch:
-        log = Path(scratch) / "local-run.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen([sys.executable, "-m", "chalicelib.local"], cwd=ROOT, env=env, stdout=output,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                _wait_until_serving(process, issuer, log)
-                yield issuer
-            finally:
-                _stop(process)
+def local_run(shared_local_run) -> str:
+    return shared_local_run.issuer
 
 
 def _exchange(issuer: str, code: str, redirect_uri: str) -> tuple[int, dict]:

@@ -13,13 +13,12 @@ from html import unescape
 import pytest
 import requests
 
-from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, example_app, free_port, local_run, register_client
+from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, example_app, free_port, register_client
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with local_run(tmp_path_factory.mktemp("local-run")) as run:
-        yield run
+@pytest.fixture
+def server(shared_local_run):
+    return shared_local_run
 
 
 def form_fields(html: str) -> dict[str, str]:

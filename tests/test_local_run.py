@@ -12,13 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.developer_support import free_port, local_run
+from tests.developer_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BURST = 50
 CONNECT_SECONDS = 0.9  # under TCP's 1 s SYN retransmit: a dropped connection fails, not waits
-
-pytestmark = pytest.mark.xdist_group("local_run_burst")
 
 
 @pytest.mark.parametrize("knob", ["PORT", "MOTO_PORT"])
@@ -36,26 +34,26 @@ def test_a_busy_port_says_which_port_and_how_to_move(knob):
     assert "Traceback" not in finished.stderr + finished.stdout
 
 
-def test_fifty_concurrent_requests_all_get_an_answer(tmp_path):
+def test_fifty_concurrent_requests_all_get_an_answer(shared_local_run):
     """chalice local's accept queue of 5 dropped a burst's connections (clients waited for TCP's 1 s retransmit,
     or gave up); the local run queues 50 at once, so every connection is accepted by the kernel at once."""
-    with local_run(tmp_path) as run:
-        start = threading.Barrier(BURST)
-        answers: list[int] = []
-        failures: list[str] = []
+    run = shared_local_run
+    start = threading.Barrier(BURST)
+    answers: list[int] = []
+    failures: list[str] = []
 
-        def fetch() -> None:
-            start.wait()
-            try:
-                response = requests.get(run.issuer + "/.well-known/jwks.json", timeout=(CONNECT_SECONDS, 60))
-                answers.append(response.status_code)
-            except requests.RequestException as error:
-                failures.append(type(error).__name__)
+    def fetch() -> None:
+        start.wait()
+        try:
+            response = requests.get(run.issuer + "/.well-known/jwks.json", timeout=(CONNECT_SECONDS, 60))
+            answers.append(response.status_code)
+        except requests.RequestException as error:
+            failures.append(type(error).__name__)
 
-        threads = [threading.Thread(target=fetch) for _ in range(BURST)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert failures == [], f"{len(failures)} of {BURST} requests failed: {sorted(set(failures))}\n{run.log()}"
-        assert answers == [200] * BURST
+    threads = [threading.Thread(target=fetch) for _ in range(BURST)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == [], f"{len(failures)} of {BURST} requests failed: {sorted(set(failures))}\n{run.log()}"
+    assert answers == [200] * BURST

@@ -19,14 +19,13 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, REGISTRATION_TOKEN, ROOT, free_port, local_run
+from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, REGISTRATION_TOKEN, ROOT, free_port
 from tests.test_browser_flow import CHROMIUM, CHROMIUM_ARGS
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with local_run(tmp_path_factory.mktemp("local-run")) as run:
-        yield run
+@pytest.fixture
+def server(shared_local_run):
+    return shared_local_run
 
 
 def signin_module():
