@@ -10,7 +10,7 @@ import pytest
 from chalicelib import clock, wiring
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.dynamic_registration import Registrar
-from chalicelib.oauth.errors import TooManyRequests
+from chalicelib.oauth.errors import RateLimited
 from chalicelib.records import RegistrationTokenRecord
 from tests.authorize_support import CH, add_user
 from tests.worlds import reconfigured
@@ -122,7 +122,8 @@ def test_registrations_are_limited_per_source_address(aws, open_policy):
     reconfigured(wiring.services(), open_registration_per_source_per_hour=3)
     assert [register(open_policy, AGENT).status_code for _ in range(3)] == [201, 201, 201]
     refused = register(open_policy, AGENT)
-    assert refused.status_code == 429 and body(refused)["error"] == "slow_down"
+    # RFC 7591 §3.2.2 has no code for "not now": temporarily_unavailable, 429 with Retry-After (RFC 6585)
+    assert refused.status_code == 429 and body(refused)["error"] == "temporarily_unavailable"
     assert 0 < int(refused.headers["Retry-After"]) <= HOUR
     assert aws.store.scan_kinds()["client"] == 3
     clock.travel(HOUR)
@@ -135,10 +136,10 @@ def test_the_limit_is_per_address_and_overall(aws):
     registrar = Registrar(aws.store, aws.clients, settings, clock.now)
     for _ in range(2):
         assert registrar.authorise_registration(None, "198.51.100.1") is False
-    with pytest.raises(TooManyRequests):
+    with pytest.raises(RateLimited):
         registrar.authorise_registration(None, "198.51.100.1")
     registrar.authorise_registration(None, "198.51.100.2")  # another address has its own budget …
-    with pytest.raises(TooManyRequests):
+    with pytest.raises(RateLimited):
         registrar.authorise_registration(None, "198.51.100.3")  # … until the overall ceiling
 
 

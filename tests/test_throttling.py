@@ -227,8 +227,9 @@ def test_a_tripped_client_throttle_refuses_even_the_right_secret(aws, frozen, ht
     source("198.51.100.20")
     for i in range(3):
         assert_error(post_token(http, CC, basic(cc1.client_id, f"guess-{i}")), 401, "invalid_client")
-    refused = assert_error(post_token(http, CC, basic(cc1.client_id, cc1.secret)), 429, "slow_down")
-    assert refused == {"error": "slow_down", "error_description": "too many requests; retry later"}
+    refused = assert_error(post_token(http, CC, basic(cc1.client_id, cc1.secret)), 429, "invalid_client")
+    assert refused == {"error": "invalid_client",
+                       "error_description": "too many failed client authentications; retry later"}
     source("198.51.100.21")  # the client's own servers: guessing elsewhere does not lock it out
     tokens_of(post_token(http, CC, basic(cc1.client_id, cc1.secret)))
 
@@ -264,7 +265,8 @@ def test_a_tripped_limit_refuses_the_right_secret_everywhere_alike_and_consumes_
         assert_error(post_token(http, CC, basic(c1.client_id, f"guess-{i}")), 401, "invalid_client")
     for name, send in _requests(http, c1, code, first["refresh_token"], first["access_token"]):
         right, wrong = send(c1.secret), send("wrong-secret")
-        assert right.status_code == 429, (name, right.body)
+        assert_error(right, 429, "invalid_client")
+        assert int(right.headers["Retry-After"]) > 0
         assert (right.body, right.headers["Retry-After"]) == (wrong.body, wrong.headers["Retry-After"]), name
     assert world.store.get_code(digest(code)).used_at is None  # nothing consumed
     assert world.store.get_refresh_token(digest(first["refresh_token"])).used_at is None
@@ -311,7 +313,7 @@ def test_one_source_spraying_client_ids_is_stopped(aws, frozen, http, source):
     for i in range(5):
         assert_error(post_token(http, CC, basic(f"client-{i}", "x")), 401, "invalid_client")
     cc1 = world.clients["CC1"]
-    assert_error(post_token(http, CC, basic(cc1.client_id, cc1.secret)), 429, "slow_down")
+    assert_error(post_token(http, CC, basic(cc1.client_id, cc1.secret)), 429, "invalid_client")
 
 
 # -- the primitive -----------------------------------------------------------------------------------------
@@ -352,9 +354,10 @@ def test_writes_per_user_on_the_api_are_limited(clients, frozen, http):
     limits(clients, api_writes_per_user_per_minute=2)
     token = mint(clients, "c1", user_id="writer", scope="write:project").access_token
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    statuses = [http.post("/v1/projects", headers=headers, body=json.dumps({"name": f"p{i}"}).encode()).status_code
-                for i in range(3)]
-    assert statuses == [201, 201, 429]
+    answers = [http.post("/v1/projects", headers=headers, body=json.dumps({"name": f"p{i}"}).encode())
+               for i in range(3)]
+    assert [answer.status_code for answer in answers] == [201, 201, 429]
+    assert json.loads(answers[2].body)["error"] == "temporarily_unavailable" and answers[2].headers["Retry-After"]
     other = mint(clients, "c1", user_id="another", scope="write:project").access_token
     assert http.post("/v1/projects", headers={**headers, "Authorization": f"Bearer {other}"},
                      body=b'{"name": "x"}').status_code == 201
@@ -371,8 +374,9 @@ def test_registrations_per_initial_access_token_are_limited(aws, frozen, http):
     aws.store.put_registration_token(RegistrationTokenRecord(digest("quota-token"), now, now + 86400, "tests"))
     metadata = json.dumps({"client_name": "Q", "redirect_uris": ["https://q.example/cb"]}).encode()
     headers = {"Content-Type": "application/json", "Authorization": "Bearer quota-token"}
-    statuses = [http.post("/register", headers=headers, body=metadata).status_code for _ in range(3)]
-    assert statuses == [201, 201, 429]
+    answers = [http.post("/register", headers=headers, body=metadata) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [201, 201, 429]
+    assert json.loads(answers[2].body)["error"] == "temporarily_unavailable" and answers[2].headers["Retry-After"]
 
 
 def test_parked_authorization_requests_per_source_are_limited(aws, frozen, http, source):
@@ -385,9 +389,15 @@ def test_parked_authorization_requests_per_source_are_limited(aws, frozen, http,
     c1 = world.clients["C1"]
     path = "/authorize?" + urlencode({"response_type": "code", "client_id": c1.client_id,
                                       "redirect_uri": c1.redirect_uris[0], "scope": "read:analysis",
-                                      "code_challenge": CH, "code_challenge_method": "S256"})
+                                      "code_challenge": CH, "code_challenge_method": "S256", "state": "s1"})
     source("203.0.113.80")
-    assert [http.get(path).status_code for _ in range(3)] == [302, 302, 429]
+    answers = [http.get(path) for _ in range(3)]
+    assert [answer.status_code for answer in answers[:2]] == [302, 302]
+    assert "/login?" in answers[0].headers["Location"]
+    # RFC 6749 §4.1.2.1 temporarily_unavailable for the client; an unverified client's redirect is offered on
+    # our page, never followed by itself (RFC 9700 §4.11.2)
+    assert answers[2].status_code == 400 and "Location" not in answers[2].headers
+    assert "error=temporarily_unavailable" in answers[2].body.decode() and "state=s1" in answers[2].body.decode()
     source("203.0.113.81")
     assert http.get(path).status_code == 302
 

@@ -186,7 +186,7 @@ def test_t27_guessing_the_secret_is_throttled(http, world, aws, monkeypatch):
     statuses = [post_token(http, form, basic(c1.client_id, f"guess-{i}")).status_code for i in range(limit + 1)]
     assert statuses[:limit] == [401] * limit
     throttled = post_token(http, form, basic(c1.client_id, "guess-last"))
-    assert_error(throttled, 429, "slow_down")
+    assert_error(throttled, 429, "invalid_client")  # a failed client authentication (RFC 6749 §5.2), in a 429
     assert throttled.headers["Retry-After"]
 
 

@@ -34,6 +34,7 @@ from chalicelib.oauth.errors import (
 )
 from chalicelib.oauth.id_tokens import IdTokens
 from chalicelib.oauth.resource_servers import MAX_RESOURCES, InvalidTarget, ResourceDirectory
+from chalicelib.oauth.throttle import Throttled
 from chalicelib.oauth.userinfo import USER_CLAIMS
 from chalicelib.records import (
     AuthorizationRequestRecord,
@@ -57,6 +58,7 @@ PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 MAX_NONCE = 512
 MAX_LOGIN_HINT = 320
 MAX_AGE_LIMIT = 10 * 365 * 86400
+PARKED_QUOTA_REACHED = "too many pending authorization requests from this network; retry later"
 
 
 class LoginRequired(OAuthError):
@@ -534,7 +536,11 @@ class AuthorizationFlow:
             oidc=request.oidc,
         )
         if self.park_quota is not None:
-            self.park_quota()  # PARKED_REQUESTS_PER_SOURCE: Throttled (429) before anything is stored
+            try:
+                self.park_quota()  # PARKED_REQUESTS_PER_SOURCE, before anything is stored
+            except Throttled:  # the server cannot take this request now: RFC 6749 §4.1.2.1
+                raise RedirectError(TemporarilyUnavailable(PARKED_QUOTA_REACHED), request.client,
+                                    request.redirect_uri, request.state) from None
         self.store.put_authorization_request(record)
         return request_id
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote_plus
 from chalicelib import audit
 from chalicelib.crypto.secrets import digest, digests_equal
 from chalicelib.oauth.cimd import MAX_METADATA_URL, is_metadata_url
-from chalicelib.oauth.errors import REALM, InvalidClient, InvalidRequest
+from chalicelib.oauth.errors import REALM, ClientAuthenticationThrottled, InvalidClient, InvalidRequest
 from chalicelib.oauth.throttle import Limit, Throttle, Throttled, ThrottleStore, source_of, subject_of
 from chalicelib.records import ClientRecord, CounterSlot, LimitReached, live
 from chalicelib.settings import Settings
@@ -206,7 +206,8 @@ class LimitGate:
         self.passed = False
 
     def checked(self, read: Callable[[Sequence[CounterSlot]], R]) -> R:
-        """`read(slots)`: a store read that also checks these counters (LimitReached when one is full)."""
+        """`read(slots)`: a store read that also checks these counters (LimitReached when one is full);
+        ClientAuthenticationThrottled (429 invalid_client) when one is."""
         try:
             result = read(() if self.passed else tuple(self.limits))
         except LimitReached as reached:
@@ -215,13 +216,12 @@ class LimitGate:
         return result
 
     def check(self) -> None:
-        """Throttled while a limit is full; one BatchGetItem, none once passed."""
+        """ClientAuthenticationThrottled while a limit is full; one BatchGetItem, none once passed."""
         if not self.passed:
             self.checked(self.store.check_limits)
 
-    def _refused(self, limit: Limit) -> Throttled:
-        audit.emit("client_auth.throttled", client_id=self.client_id)
-        return self.throttle.refusal(limit)
+    def _refused(self, limit: Limit) -> ClientAuthenticationThrottled:
+        return _throttled(self.throttle.refusal(limit), self.client_id)
 
 
 def authenticate(
@@ -251,13 +251,14 @@ def authenticate(
     try:
         throttle.take(*wanted)  # count the failure
     except Throttled as refused:  # this one found a limit full
-        raise _throttled(refused, credentials) from None
+        raise _throttled(refused, credentials.client_id[:MAX_CLIENT_ID]) from None
     raise _invalid_client(credentials.used_basic)
 
 
-def _throttled(refused: Throttled, credentials: ClientCredentials) -> Throttled:
-    audit.emit("client_auth.throttled", client_id=credentials.client_id[:MAX_CLIENT_ID])
-    return refused
+def _throttled(refused: Throttled, client_id: str) -> ClientAuthenticationThrottled:
+    """429 invalid_client with Retry-After: the same answer for a right and a wrong secret."""
+    audit.emit("client_auth.throttled", client_id=client_id)
+    return ClientAuthenticationThrottled(refused.retry_after)
 
 
 def match_redirect_uri(client: ClientRecord, requested: str | None) -> str | None:

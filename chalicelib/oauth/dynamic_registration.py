@@ -24,8 +24,8 @@ from chalicelib.oauth.errors import (
     InvalidRequest,
     InvalidToken,
     OAuthError,
+    RateLimited,
     TemporarilyUnavailable,
-    TooManyRequests,
 )
 from chalicelib.oauth.throttle import Limit, Throttle, ThrottleStore, subject_of
 from chalicelib.records import ClientRecord, ConditionFailed, RegistrationTokenRecord
@@ -128,7 +128,7 @@ class Registrar:
         for key, limit in limits:
             if self.store.count_attempt(key, OPEN_WINDOW_SECONDS) > limit:
                 retry = OPEN_WINDOW_SECONDS - self.clock() % OPEN_WINDOW_SECONDS
-                raise TooManyRequests("too many registrations; retry later", headers={"Retry-After": str(retry)})
+                raise RateLimited(retry, "too many registrations; retry later")
 
     def register(self, metadata: Any, with_token: bool = True) -> dict[str, Any]:
         """A new client from the metadata; the client secret and registration access token appear only here."""

@@ -91,9 +91,28 @@ class InvalidClientMetadata(OAuthError):
     error = "invalid_client_metadata"
 
 
-class TooManyRequests(OAuthError):
-    error = "slow_down"
+class ClientAuthenticationThrottled(InvalidClient):
+    """Client authentication refused by its throttle (/token, /revoke, /introspect): a failed client
+    authentication, so `invalid_client` (RFC 6749 §5.2), answered 429 with Retry-After (RFC 6585 §4)
+    instead of 401, the same whether the secret was right or wrong."""
+
     status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many failed client authentications; retry later",
+                         headers={"Retry-After": str(max(1, retry_after))})
+
+
+class RateLimited(OAuthError):
+    """A rate limit or quota (open registration, API writes per user) is reached: the server cannot take
+    this request now but will later, `temporarily_unavailable` (RFC 6749 §4.1.2.1's name for that),
+    answered 429 with Retry-After (RFC 6585 §4)."""
+
+    error = "temporarily_unavailable"
+    status = 429
+
+    def __init__(self, retry_after: int, description: str = "too many requests; retry later") -> None:
+        super().__init__(description, headers={"Retry-After": str(max(1, retry_after))})
 
 
 class ServerError(OAuthError):

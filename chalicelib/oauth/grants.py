@@ -22,6 +22,7 @@ from chalicelib.crypto.secrets import digest, new_token
 from chalicelib.oauth import pkce
 from chalicelib.oauth.clients import ClientDirectory, LimitGate
 from chalicelib.oauth.errors import (
+    ClientAuthenticationThrottled,
     InvalidClient,
     InvalidGrant,
     InvalidRequest,
@@ -89,6 +90,8 @@ class TokenEndpoint:
         client, gate = self.clients.admit(authorization, form, source)
         try:
             body = self._grant(grant_type, client, form, gate)
+        except ClientAuthenticationThrottled:
+            raise  # the gate itself refused
         except OAuthError:
             gate.check()  # while a limit is full, a refusal must not tell a right secret from a wrong one
             raise

@@ -56,7 +56,7 @@ def analyses(claims: AccessTokenClaims) -> Response:
 def create_project(claims: AccessTokenClaims) -> Response:
     request = bp.current_request
     s = services()
-    # a quota on writes per user (API_WRITES_PER_USER_PER_MINUTE): Throttled -> 429 slow_down
+    # a quota on writes per user (API_WRITES_PER_USER_PER_MINUTE): Throttled -> 429 temporarily_unavailable
     s.throttle.take((Limit("api-writes", s.settings.api_writes_per_user_per_minute, 60), subject_of(claims.sub)))
     try:
         project = service.create_project(services().api_store, claims.sub, json_body(request), clock.now())

@@ -19,9 +19,9 @@ from chalicelib.oauth.client_display import display_name
 from chalicelib.oauth.errors import (
     InvalidRequest,
     OAuthError,
+    RateLimited,
     ServerError,
     TemporarilyUnavailable,
-    TooManyRequests,
 )
 from chalicelib.oauth.throttle import Throttled
 from chalicelib.records import StoreUnavailable
@@ -137,9 +137,10 @@ def source_address(request: Request) -> str | None:
     return address if isinstance(address, str) else None
 
 
-def too_many_requests(throttled: Throttled) -> OAuthError:
-    """A JSON 429 for a reached limit, with Retry-After (RFC 6585 §4)."""
-    return TooManyRequests("too many requests; retry later", headers={"Retry-After": str(throttled.retry_after)})
+def rate_limited(throttled: Throttled) -> OAuthError:
+    """A JSON 429 for a reached limit or quota, with Retry-After (RFC 6585 §4): temporarily_unavailable.
+    (Client authentication's throttle answers invalid_client itself: oauth/clients.py.)"""
+    return RateLimited(throttled.retry_after)
 
 
 def client_request(request: Request) -> tuple[dict[str, str], str | None]:
@@ -193,7 +194,7 @@ def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
         except OAuthError as error:
             return error_response(error)
         except Throttled as throttled:
-            return error_response(too_many_requests(throttled))
+            return error_response(rate_limited(throttled))
         except (StoreUnavailable, EnvelopeError, NoSigningKey) as error:
             log.warning("dependency unavailable: %s", error)
             return error_response(TemporarilyUnavailable())
