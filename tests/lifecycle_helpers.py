@@ -19,6 +19,7 @@ from chalicelib.records import (
     RefreshTokenRecord,
     UserRecord,
 )
+from tests.store_support import put_grant, put_refresh_token
 
 SECRET = "client-secret-for-tests"
 USER_SCOPE = "read:analysis write:project"
@@ -63,12 +64,10 @@ def mint(services: Any, client_id: str, user_id: str = "user-1", scope: str = US
     # the consent the grant was issued under (a refresh and introspection check that it stands)
     authority = {"consent_generation": services.store.save_consent_scopes(user_id, client_id, scope.split(), now)}
     grant = GrantRecord(new_id("g_"), client_id, user_id, scope, now, now + 90 * 86400, **authority)
-    services.store.put_grant(grant)
+    put_grant(services.store, grant)
     refresh = new_token()
-    services.store.put_refresh_token(
-        RefreshTokenRecord(digest(refresh), grant.grant_id, client_id, user_id, scope, now, now + refresh_seconds,
-                           **authority)
-    )
+    put_refresh_token(services.store, RefreshTokenRecord(digest(refresh), grant.grant_id, client_id, user_id, scope,
+                                                         now, now + refresh_seconds, **authority))
     access = services.access_tokens.issue(
         sub=user_id, client_id=client_id, scope=scope, audience=services.settings.api_audience,
         grant_id=grant.grant_id,

@@ -27,6 +27,7 @@ from tests.authorize_support import (
     sign_in,
     signed_in_browser,
 )
+from tests.store_support import scan_kinds
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
@@ -49,7 +50,7 @@ def codes() -> list[Item]:
 
 
 def kinds(aws) -> dict[str, int]:
-    return aws.store.scan_kinds()
+    return scan_kinds(aws.store)
 
 
 @pytest.mark.store("dynamo")  # reads DynamoDB's items, or counts or fails its calls

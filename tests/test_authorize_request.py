@@ -25,6 +25,7 @@ from tests.authorize_support import (
     response_params,
     signed_in_browser,
 )
+from tests.store_support import scan_kinds
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
@@ -45,7 +46,7 @@ def signed_in(http, clients):
 
 
 def parked_requests(aws) -> int:
-    return aws.store.scan_kinds().get("authreq", 0)
+    return scan_kinds(aws.store).get("authreq", 0)
 
 
 # --- A.1 client_id and redirect_uri ---------------------------------------------------------------

@@ -23,6 +23,7 @@ from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.tokens import LEEWAY_SECONDS
 from chalicelib.records import ClientSecret
 from chalicelib.store.dynamo import shared_connection
+from tests.store_support import save_client
 from tests.token_helpers import (
     CH,
     FORM,
@@ -238,7 +239,7 @@ def test_f16_a_store_failure_after_validation_redirects_with_state_and_iss(http,
     world.issue_code(c1)  # remembered consent: a signed-in user gets a code without a page
     record = world.store.get_client(c1.client_id)
     record.verified = True  # errors before sign-in go to the redirect URI of verified apps only (RFC 9700 §4.11.2)
-    world.store.save_client(record)
+    save_client(world.store, record)
     aws.clients.forget(c1.client_id)
     cookie = signed_in(aws, world) if signed_in_first else {}
     with fault(aws, "PutItem", "ProvisionedThroughputExceededException") as hits:
@@ -307,7 +308,7 @@ def test_f10_a_code_past_its_absolute_expiry_on_the_fast_instance_is_refused(htt
 
 def _disable(store, record):
     record.disabled = True
-    store.save_client(record)
+    save_client(store, record)
 
 
 def _delete(store, record):
@@ -316,7 +317,7 @@ def _delete(store, record):
 
 def _rotate(store, record):
     record.secrets = [ClientSecret(digest("a-new-secret-set-elsewhere"))]
-    store.save_client(record)
+    save_client(store, record)
 
 
 @pytest.mark.parametrize("change", [_disable, _delete, _rotate], ids=["disabled", "deleted", "secret-rotated"])

@@ -21,6 +21,7 @@ from tests.oidc_support import (
     tokens,
     userinfo,
 )
+from tests.store_support import list_client_grant_ids, save_user
 from tests.token_helpers import aws_calls, freeze_clock
 
 pytestmark = pytest.mark.store("memory")
@@ -99,14 +100,14 @@ def test_the_token_in_header_and_body_at_once_is_invalid_request(http, signed_in
 
 
 def test_a_revoked_grant_is_refused_at_once(http, signed_in, aws):
-    grant_ids = aws.store.list_client_grant_ids(RP)
+    grant_ids = list_client_grant_ids(aws.store, RP)
     aws.store.revoke_grant(RP, grant_ids[0])
     assert_bearer_error(userinfo(http, signed_in["access_token"]), 401, "invalid_token")
 
 
 def test_a_disabled_user_is_refused(http, signed_in, aws, user):
     user.disabled = True
-    aws.store.save_user(user)
+    save_user(aws.store, user)
     assert_bearer_error(userinfo(http, signed_in["access_token"]), 401, "invalid_token")
 
 

@@ -13,6 +13,7 @@ import pytest
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.errors import OAuthError
+from tests.store_support import save_user
 from tests.token_helpers import (
     assert_error,
     aws_calls,
@@ -250,7 +251,7 @@ def test_rt12_revoked_grant_or_disabled_user_cannot_refresh(http, world, aws):
     _, other = _start(http, world)
     user = aws.store.get_user(world.user_id)
     user.disabled = True
-    aws.store.save_user(user)
+    save_user(aws.store, user)
     assert_error(refresh(http, c1, other["refresh_token"]), 400, "invalid_grant")
     assert world.store.get_refresh_token(digest(other["refresh_token"])).used_at is None
 
@@ -315,7 +316,7 @@ def test_grace_never_revives_a_revoked_grant_or_a_disabled_user(http, world, aws
     else:
         user = aws.store.get_user(world.user_id)
         user.disabled = True
-        aws.store.save_user(user)
+        save_user(aws.store, user)
     response = refresh(http, c1, first["refresh_token"])  # within the window, successor unused
     assert_error(response, 400, "invalid_grant")
     assert second["refresh_token"] not in response.body.decode()

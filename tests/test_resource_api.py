@@ -13,6 +13,7 @@ from chalicelib.api.service import seed_demo_analyses
 from chalicelib.store.api_store import ApiStore
 from chalicelib.store.dynamo import shared_connection
 from tests.lifecycle_helpers import client_token, introspect, make_client, mint
+from tests.store_support import list_projects
 
 METADATA_URL = "http://127.0.0.1:8000/.well-known/oauth-protected-resource/v1"
 
@@ -78,7 +79,7 @@ def test_a_missing_scope_gets_insufficient_scope(clients, http):
     assert json.loads(response.body)["error"] == "insufficient_scope"
     other = mint(clients, "c1", scope="write:project")
     assert http.get("/v1/analyses", headers=bearer(other.access_token)).status_code == 403
-    assert ApiStore().list_projects("user-1") == []
+    assert list_projects("user-1") == []
 
 
 @pytest.mark.parametrize("path", ["/v1/me", "/v1/analyses"])
@@ -115,7 +116,7 @@ def test_create_project_returns_201_and_stores_it(clients, http):
     assert response.status_code == 201
     body = json.loads(response.body)
     assert body["name"] == "Backend" and body["description"] == "the API" and body["id"].startswith("prj_")
-    stored = ApiStore().list_projects("user-1")
+    stored = list_projects("user-1")
     assert [(p.project_id, p.name) for p in stored] == [(body["id"], "Backend")]
     assert create_project(http, minted.access_token, {"name": "n" * 100, "description": "d" * 1000}).status_code == 201
 
@@ -137,7 +138,7 @@ def test_create_project_validates_the_body(clients, http):
         error = json.loads(response.body)
         assert error["error"] == "invalid_request" and error["error_description"], body
         assert error.get("field") == field, body
-    assert ApiStore().list_projects("user-1") == []
+    assert list_projects("user-1") == []
 
 
 def test_create_project_needs_a_json_body(clients, http):

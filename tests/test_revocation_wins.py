@@ -21,6 +21,7 @@ from tests import authorize_support as front
 from tests import lifecycle_helpers as lifecycle
 from tests.developer_support import sign_in
 from tests.lifecycle_helpers import make_client
+from tests.store_support import save_user
 from tests.token_helpers import CH, V, World, basic, endpoint_for, make_world
 
 TRIALS = 40
@@ -259,7 +260,7 @@ def test_a_disabled_users_tokens_introspect_inactive(clients):
     assert _active(clients, minted.access_token)
     user = clients.store.get_user(minted.user_id)
     user.disabled = True
-    clients.store.save_user(user)
+    save_user(clients.store, user)
     assert not _active(clients, minted.access_token)
     assert not _active(clients, minted.refresh_token)
 
@@ -269,7 +270,7 @@ def test_a_disabled_user_is_signed_out_of_every_page(aws, http):
     assert browser.get("/account/apps").status_code == 200
     user = aws.store.get_user(browser.user_id)
     user.disabled = True
-    aws.store.save_user(user)
+    save_user(aws.store, user)
     for path in ("/account/apps", "/developer/apps"):
         response = browser.get(path)
         assert response.status_code in (302, 303) and "/login" in response.headers["Location"]

@@ -26,6 +26,7 @@ from chalicelib.records import (
     UserRecord,
 )
 from chalicelib.store.memory import MemoryStore
+from tests.store_support import list_client_grant_ids, put_grant, put_refresh_token, save_client, scan_kinds
 from tests.token_helpers import freeze_clock
 
 
@@ -85,12 +86,12 @@ def test_a_put_that_must_create_refuses_a_taken_key(store):
     store.put_code(_code())
     with pytest.raises(AlreadyExists):
         store.put_code(_code(user_id="usr_2"))
-    store.put_grant(_grant())
+    put_grant(store, _grant())
     with pytest.raises(AlreadyExists):
-        store.put_grant(_grant(user_id="usr_2"))
-    store.put_refresh_token(_refresh())
+        put_grant(store, _grant(user_id="usr_2"))
+    put_refresh_token(store, _refresh())
     with pytest.raises(AlreadyExists):
-        store.put_refresh_token(_refresh(user_id="usr_2"))
+        put_refresh_token(store, _refresh(user_id="usr_2"))
 
 
 def test_creating_a_user_is_all_or_nothing(store):
@@ -111,7 +112,7 @@ def test_clients_create_save_update_delete_with_the_owners_index(store):
     assert store.list_owned_apps("usr_2") == []
     assert [app.client_id for app in store.list_owned_apps("usr_1")] == ["app_1"]
     with pytest.raises(ConditionFailed):
-        store.save_client(_client("app_gone"))
+        save_client(store, _client("app_gone"))
     assert store.get_client("app_gone") is None
 
     def rename(client: ClientRecord) -> None:
@@ -181,7 +182,7 @@ def test_a_failed_redemption_writes_nothing(store, obstacle):
         _user(store, disabled=obstacle == "user disabled")
     authority = _consented(store) if obstacle != "no consent" else {}
     if obstacle == "grant exists":
-        store.put_grant(_grant(user_id="usr_other"))
+        put_grant(store, _grant(user_id="usr_other"))
     code = _code(**authority)
     store.put_code(code)
     _withdraw(store, obstacle)
@@ -201,9 +202,9 @@ def test_a_failed_redemption_writes_nothing(store, obstacle):
 def test_a_refresh_token_does_not_rotate_once_its_authority_is_withdrawn(store, obstacle):
     _user(store)
     authority = _consented(store)
-    store.put_grant(_grant(**authority))
+    put_grant(store, _grant(**authority))
     old = _refresh(**authority)
-    store.put_refresh_token(old)
+    put_refresh_token(store, old)
     _withdraw(store, obstacle)
     with pytest.raises(ConditionFailed):
         store.rotate_refresh_token(old, _refresh("rt2", **authority), "sealed")
@@ -213,9 +214,9 @@ def test_a_refresh_token_does_not_rotate_once_its_authority_is_withdrawn(store, 
 def test_a_refresh_token_rotates_once_while_its_grant_and_user_stand(store):
     _user(store)
     authority = _consented(store)
-    store.put_grant(_grant(**authority))
+    put_grant(store, _grant(**authority))
     old = _refresh(**authority)
-    store.put_refresh_token(old)
+    put_refresh_token(store, old)
     store.rotate_refresh_token(old, _refresh("rt2", **authority), "sealed")
     spent = store.get_refresh_token("rt1")
     assert (spent.used_at is not None, spent.successor_digest, spent.grace_response) == (True, "rt2", "sealed")
@@ -233,9 +234,9 @@ def test_a_refresh_token_rotates_once_while_its_grant_and_user_stand(store):
 def test_a_refresh_token_of_a_disabled_user_does_not_rotate(store):
     _user(store)
     authority = _consented(store)
-    store.put_grant(_grant(**authority))
+    put_grant(store, _grant(**authority))
     old = _refresh(**authority)
-    store.put_refresh_token(old)
+    put_refresh_token(store, old)
     store.update_user("usr_1", lambda user: setattr(user, "disabled", True))
     with pytest.raises(ConditionFailed):
         store.rotate_refresh_token(old, _refresh("rt2", **authority), "sealed")
@@ -243,7 +244,7 @@ def test_a_refresh_token_of_a_disabled_user_does_not_rotate(store):
 
 
 def test_revocation_keeps_the_first_time_and_ignores_a_missing_grant(store):
-    store.put_grant(_grant())
+    put_grant(store, _grant())
     store.revoke_grant("app_1", "gr_1")
     first = store.get_grant("app_1", "gr_1").revoked_at
     clock.travel(10)
@@ -251,7 +252,7 @@ def test_revocation_keeps_the_first_time_and_ignores_a_missing_grant(store):
     assert store.get_grant("app_1", "gr_1").revoked_at == first
     store.revoke_grant("app_1", "gr_missing")
     assert store.get_grant("app_1", "gr_missing") is None
-    assert store.list_client_grant_ids("app_1") == ["gr_1"]
+    assert list_client_grant_ids(store, "app_1") == ["gr_1"]
 
 
 def test_every_read_drops_expired_items(store):
@@ -261,7 +262,7 @@ def test_every_read_drops_expired_items(store):
     store.put_authorization_request(
         AuthorizationRequestRecord("r1", "app_1", "https://app.example/cb", True, "read:analysis", None, None, [],
                                    now, now + 60))
-    store.put_grant(_grant(lifetime=60))
+    put_grant(store, _grant(lifetime=60))
     store.put_registration_token(RegistrationTokenRecord("i1", now, now + 60))
     clock.travel(59)
     assert store.get_session("s1") and store.get_code("code1") and store.get_grant("app_1", "gr_1")
@@ -300,11 +301,11 @@ def test_openid_fields_survive_the_round_trip(store):
     assert store.get_code("code2") == code
     grant = _grant("gr_9")
     grant.auth_time, grant.sid, grant.userinfo_claims = now - 5, "sid1", ["name"]
-    store.put_grant(grant)
+    put_grant(store, grant)
     assert store.get_grant("app_1", "gr_9") == grant
     refresh = _refresh("rt9", "gr_9")
     refresh.auth_time, refresh.sid = now - 5, "sid1"
-    store.put_refresh_token(refresh)
+    put_refresh_token(store, refresh)
     assert store.get_refresh_token("rt9") == refresh
 
 
@@ -363,7 +364,7 @@ def test_reads_with_limits_refuse_while_a_counter_is_full_and_read_nothing_else(
     """A code or refresh token read together with throttle counters: LimitReached (naming the full slot)
     while one is at its limit, in the current window only; the item is read as usual otherwise."""
     store.put_code(_code(lifetime=600))
-    store.put_refresh_token(_refresh())
+    put_refresh_token(store, _refresh())
     roomy, tight = CounterSlot("client-auth-source:s", 60, 5), CounterSlot("client-auth:c", 60, 2)
     limits = (tight, roomy)
     store.check_limits(limits)  # no counter yet: nothing is full
@@ -412,10 +413,10 @@ def test_a_read_returns_a_copy(store):
 
 
 def test_scan_kinds_counts_items_by_kind(store):
-    before = store.scan_kinds()
+    before = scan_kinds(store)
     _user(store)
     store.create_client(_client(owner_id="usr_1"))
-    after = store.scan_kinds()
+    after = scan_kinds(store)
     for kind, added in {"user": 1, "email": 1, "client": 1, "app": 1}.items():
         assert after.get(kind, 0) - before.get(kind, 0) == added
 

@@ -13,6 +13,7 @@ from chalicelib.records import (
     RegistrationTokenRecord,
     SessionRecord,
 )
+from tests.store_support import put_grant
 from tests.token_helpers import freeze_clock
 
 
@@ -28,7 +29,7 @@ def test_expired_items_are_absent_on_every_read(aws):
     store.put_authorization_request(
         AuthorizationRequestRecord("r1", "app", "https://c/cb", True, "read:analysis", None, None, [], 0, past)
     )
-    store.put_grant(GrantRecord("g1", "app", "usr_1", "read:analysis", 0, past))
+    put_grant(store, GrantRecord("g1", "app", "usr_1", "read:analysis", 0, past))
     store._put(store._refresh_item(RefreshTokenRecord("t1", "g1", "app", "usr_1", "read:analysis", 0, past)))
     store.put_registration_token(RegistrationTokenRecord("i1", 0, past))
 

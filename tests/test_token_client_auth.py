@@ -10,6 +10,7 @@ import pytest
 from chalicelib import clock
 from chalicelib.oauth import clients as client_rules
 from chalicelib.oauth.registration import rotate_secret
+from tests.store_support import save_client
 from tests.token_helpers import (
     CLIENT_LIMITS,
     FORM,
@@ -194,7 +195,7 @@ def test_t28_rotated_secret_stops_at_once(http, world, aws):
     c1 = world.clients["C1"]
     record = aws.store.get_client(c1.client_id)
     new_secret = rotate_secret(record, clock.now(), overlap_seconds=0)
-    aws.store.save_client(record)
+    save_client(aws.store, record)
     aws.clients.forget(c1.client_id)
     code = world.issue_code(c1)
     assert_error(exchange(http, c1, code), 401, "invalid_client")
@@ -207,6 +208,6 @@ def test_t28_disabled_client_cannot_refresh(http, world, aws):
     tokens = tokens_of(exchange(http, c1, world.issue_code(c1)))
     record = aws.store.get_client(c1.client_id)
     record.disabled = True
-    aws.store.save_client(record)
+    save_client(aws.store, record)
     aws.clients.forget(c1.client_id)
     assert_error(refresh(http, c1, tokens["refresh_token"]), 401, "invalid_client")

@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from chalicelib.crypto.secrets import digest
+from tests.store_support import list_client_grant_ids
 from tests.token_helpers import (
     FORM,
     V,
@@ -274,7 +275,7 @@ def test_f02_failed_transaction_is_a_503_and_leaves_nothing_issued(http, world, 
     assert_error(response, 503, "temporarily_unavailable")
     assert "access_token" not in response.body.decode()
     assert _code_unused(world, code)
-    assert aws.store.list_client_grant_ids(c1.client_id) == []
+    assert list_client_grant_ids(aws.store, c1.client_id) == []
     kinds = {item["kind"] for item in boto3.resource("dynamodb").Table(aws.settings.table_name).scan()["Items"]}
     assert "refresh" not in kinds and "grant" not in kinds
     tokens_of(exchange(http, c1, code))  # a later retry succeeds

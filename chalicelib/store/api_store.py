@@ -65,10 +65,3 @@ class ApiStore:
                        data=_data(project), created_at=project.created_at)
         with _translated(AlreadyExists):
             item.save(condition=ApiItem.pk.does_not_exist())
-
-    def list_projects(self, user_id: str) -> list[ProjectRecord]:
-        with _translated():
-            items = ApiItem.query(
-                _pk(user_id), ApiItem.sk.startswith("project#"), consistent_read=True, limit=MAX_LISTED
-            )
-            return [ProjectRecord(created_at=int(item.created_at), **item.data) for item in items]

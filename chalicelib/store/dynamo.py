@@ -343,13 +343,6 @@ class DynamoStore:
             if not self._holds(item):  # our own committed write, retried after a lost answer
                 raise
 
-    def save_client(self, client: ClientRecord) -> None:
-        """Replace an existing client (it must still exist: a deleted app is not brought back)."""
-        with _translated():
-            self._client_item(client).save(condition=Item.pk.exists())
-            if client.owner_id:
-                self._owned_app_item(client).save()
-
     def update_client(
         self, client_id: str, change: Callable[[ClientRecord], None], attempts: int = 3
     ) -> ClientRecord | None:
@@ -414,9 +407,6 @@ class DynamoStore:
     def find_user_id(self, email: str) -> str | None:
         item = self._get(f"email#{email}", "email")
         return item.data["user_id"] if item is not None else None
-
-    def save_user(self, user: UserRecord) -> None:
-        self._put(_item("user", f"user#{user.user_id}", "user", user))
 
     # -- known devices (a browser that signed in to an account: exempt from the per-account login limit) --
     def remember_device(self, device_digest: str, user_id: str, expires_at: int) -> None:
@@ -566,9 +556,6 @@ class DynamoStore:
     def _grant_item(grant: GrantRecord) -> Item:
         return _item("grant", f"client#{grant.client_id}", f"grant#{grant.grant_id}", grant)
 
-    def put_grant(self, grant: GrantRecord) -> None:
-        self._put_new(self._grant_item(grant))
-
     def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None:
         """The grant even when revoked (callers check `active`); None when absent or expired."""
         return _record(GrantRecord, self._get(f"client#{client_id}", f"grant#{grant_id}"), self.clock())
@@ -585,21 +572,10 @@ class DynamoStore:
                 if error_code(error) != "ConditionalCheckFailedException":
                     raise
 
-    def list_client_grants(self, client_id: str) -> list[GrantRecord]:
-        """Every grant of a client, revoked or expired ones included (one consistent Query)."""
-        return [r for r in (_record(GrantRecord, i) for i in self._query(f"client#{client_id}", "grant#")) if r]
-
-    def list_client_grant_ids(self, client_id: str) -> list[str]:
-        return [grant.grant_id for grant in self.list_client_grants(client_id)]
-
     # -- refresh tokens --
     @staticmethod
     def _refresh_item(token: RefreshTokenRecord) -> Item:
         return _item("refresh", f"rt#{token.token_digest}", "rt", token)
-
-    def put_refresh_token(self, token: RefreshTokenRecord) -> None:
-        """Store a new refresh token on its own (operator tools and tests; grants use the transactions)."""
-        self._put_new(self._refresh_item(token))
 
     def get_refresh_token(
         self, token_digest: str, limits: Sequence[CounterSlot] = ()
@@ -833,10 +809,3 @@ class DynamoStore:
     def scan_registration_tokens(self) -> list[RegistrationTokenRecord]:
         now = self.clock()
         return self.scan_records("registration-token", lambda item: _record(RegistrationTokenRecord, item, now))
-
-    def scan_kinds(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        with _translated():
-            for item in Item.scan():
-                counts[item.kind] = counts.get(item.kind, 0) + 1
-        return counts

@@ -193,16 +193,6 @@ class MemoryStore:
             if client.owner_id:
                 transaction.put(*self._owned_app_item(client))
 
-    def save_client(self, client: ClientRecord) -> None:
-        """Replace an existing client (a deleted app is not brought back)."""
-        key = (f"client#{client.client_id}", "client")
-        with self._lock:
-            if key not in self._items:
-                raise ConditionFailed("ConditionalCheckFailedException")
-            self._items[key] = _item("client", client)
-            if client.owner_id:
-                self._put(*self._owned_app_item(client))
-
     def update_client(
         self, client_id: str, change: Callable[[ClientRecord], None], attempts: int = 3
     ) -> ClientRecord | None:
@@ -254,9 +244,6 @@ class MemoryStore:
     def find_user_id(self, email: str) -> str | None:
         item = self._get(f"email#{email}", "email")
         return item["data"]["user_id"] if item is not None else None
-
-    def save_user(self, user: UserRecord) -> None:
-        self._put((f"user#{user.user_id}", "user"), _item("user", user))
 
     def update_user(self, user_id: str, change: Callable[[UserRecord], None]) -> UserRecord | None:
         return self._update((f"user#{user_id}", "user"), "user", lambda item: _record(UserRecord, item), change, 3)
@@ -354,9 +341,6 @@ class MemoryStore:
     def _grant_key(grant: GrantRecord) -> Key:
         return f"client#{grant.client_id}", f"grant#{grant.grant_id}"
 
-    def put_grant(self, grant: GrantRecord) -> None:
-        self._put_new(self._grant_key(grant), _item("grant", grant))
-
     def get_grant(self, client_id: str, grant_id: str) -> GrantRecord | None:
         """The grant even when revoked (callers check `active`); None when absent or expired."""
         return _record(GrantRecord, self._get(f"client#{client_id}", f"grant#{grant_id}"), self.clock())
@@ -368,20 +352,10 @@ class MemoryStore:
             if item is not None:
                 item.setdefault("revoked_at", self.clock())
 
-    def list_client_grants(self, client_id: str) -> list[GrantRecord]:
-        """Every grant of a client, revoked or expired ones included."""
-        return [r for r in (_record(GrantRecord, i) for _, i in self._query(f"client#{client_id}", "grant#")) if r]
-
-    def list_client_grant_ids(self, client_id: str) -> list[str]:
-        return [grant.grant_id for grant in self.list_client_grants(client_id)]
-
     # -- refresh tokens --
     @staticmethod
     def _refresh_key(token: RefreshTokenRecord) -> Key:
         return f"rt#{token.token_digest}", "rt"
-
-    def put_refresh_token(self, token: RefreshTokenRecord) -> None:
-        self._put_new(self._refresh_key(token), _item("refresh", token))
 
     def get_refresh_token(
         self, token_digest: str, limits: Sequence[CounterSlot] = ()
@@ -566,10 +540,3 @@ class MemoryStore:
     def scan_registration_tokens(self) -> list[RegistrationTokenRecord]:
         now = self.clock()
         return self.scan_records("registration-token", lambda item: _record(RegistrationTokenRecord, item, now))
-
-    def scan_kinds(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        with self._lock:
-            for item in self._items.values():
-                counts[item.get("kind")] = counts.get(item.get("kind"), 0) + 1
-        return counts
