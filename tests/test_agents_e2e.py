@@ -19,22 +19,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
-import httpx2
 import jwt
 import pytest
 import requests
-from mcp import ClientSession
-from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
-from pydantic import AnyUrl
 
 from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, free_port, local_run, wait_until_served
 from tests.tls_support import TlsServer
+
+if TYPE_CHECKING:  # the SDK is imported where it is used: importing it costs every worker seconds at collection
+    from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
+    from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 pytestmark = pytest.mark.browser
 
@@ -128,11 +126,17 @@ class User:
         await anyio.to_thread.run_sync(self.authorize, url)
 
     async def callback_handler(self) -> AuthorizationCodeResult:
+        from mcp.client.auth import AuthorizationCodeResult
+
         params = dict(parse_qsl(urlsplit(self.results.get(timeout=5)).query))
         return AuthorizationCodeResult(code=params["code"], state=params.get("state"), iss=params.get("iss"))
 
 
 def agent(resource: str, user: User, storage: Storage, metadata_url: str | None = None) -> OAuthClientProvider:
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.shared.auth import OAuthClientMetadata
+    from pydantic import AnyUrl
+
     metadata = OAuthClientMetadata(client_name="Agent under test", redirect_uris=[AnyUrl(user.callback)],
                                    grant_types=["authorization_code", "refresh_token"], response_types=["code"])
     return OAuthClientProvider(server_url=resource, client_metadata=metadata, storage=storage,
@@ -142,6 +146,10 @@ def agent(resource: str, user: User, storage: Storage, metadata_url: str | None 
 
 async def call(resource: str, provider: OAuthClientProvider, *tools: str) -> list[Any]:
     """Connect, initialise, and call each tool; the structured results, in order."""
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
     results = []
     async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(30.0, read=120.0)) as http, \
             streamable_http_client(resource, http_client=http) as (read, write), \
