@@ -92,6 +92,7 @@ def build(settings: Settings) -> Services:
     clients = ClientDirectory(store, settings, clock.now, metadata_documents(settings, store))
     resources = ResourceDirectory(store, settings, clock.now)
     id_tokens = IdTokens(keyring, settings.issuer, settings.id_token_seconds, clock.now)
+    throttle = Throttle(store, clock.now)
     services = holder["services"] = Services(
         settings=settings,
         store=store,
@@ -100,10 +101,10 @@ def build(settings: Settings) -> Services:
         clients=clients,
         sessions=Sessions(store, settings, clock.now),
         resources=resources,
-        throttle=Throttle(store, clock.now),
+        throttle=throttle,
         id_tokens=id_tokens,
         token_endpoint=TokenEndpoint(store, clients, access_tokens, resources, id_tokens, settings, clock.now),
-        authorization_flow=AuthorizationFlow(store, clients, resources, settings, clock.now, id_tokens),
+        authorization_flow=AuthorizationFlow(store, clients, resources, settings, clock.now, id_tokens, throttle),
         revoker=Revoker(store, clients, access_tokens, clock.now),
         introspector=Introspector(store, clients, access_tokens, resources, clock.now),
         registrar=Registrar(store, clients, settings, clock.now, lambda: registrable_scopes(store)),

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 from chalice.local import LambdaEventConverter
 
-from chalicelib import clock
+from chalicelib import clock, wiring
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import accounts
 from chalicelib.oauth.throttle import Throttled, source_of, subject_of, throttle_key
@@ -400,6 +400,25 @@ def test_parked_authorization_requests_per_source_are_limited(aws, frozen, http,
     assert "error=temporarily_unavailable" in answers[2].body.decode() and "state=s1" in answers[2].body.decode()
     source("203.0.113.81")
     assert http.get(path).status_code == 302
+
+
+def test_the_parked_request_quota_is_the_flows_own_rule_per_source(aws, frozen):
+    """The authorization flow takes the caller's address as a parameter and applies the quota itself
+    (built once by wiring; no route configures it): a third parked request from one source goes back to
+    the client as temporarily_unavailable, another source still parks."""
+    from tests.token_helpers import CH
+
+    world = make_world(aws)
+    limits(aws, parked_requests_per_source=2)
+    flow = wiring.services().authorization_flow
+    c1 = world.clients["C1"]
+    pairs = [("response_type", "code"), ("client_id", c1.client_id), ("redirect_uri", c1.redirect_uris[0]),
+             ("code_challenge", CH), ("code_challenge_method", "S256"), ("state", "s2")]
+    steps = [flow.start(pairs, None, "203.0.113.90") for _ in range(3)]
+    assert [step.kind for step in steps[:2]] == ["login", "login"]
+    assert steps[2].kind == "confirm" and steps[2].error.error == "temporarily_unavailable"
+    assert "error=temporarily_unavailable" in steps[2].location and "state=s2" in steps[2].location
+    assert flow.start(pairs, None, "203.0.113.91").kind == "login"
 
 
 def test_apps_per_user_in_developer_settings_are_limited(aws, http):

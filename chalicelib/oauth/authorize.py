@@ -34,7 +34,7 @@ from chalicelib.oauth.errors import (
 )
 from chalicelib.oauth.id_tokens import IdTokens
 from chalicelib.oauth.resource_servers import MAX_RESOURCES, InvalidTarget, ResourceDirectory
-from chalicelib.oauth.throttle import Throttled
+from chalicelib.oauth.throttle import Limit, Throttle, Throttled, source_of, subject_of
 from chalicelib.oauth.userinfo import USER_CLAIMS
 from chalicelib.records import (
     AuthorizationRequestRecord,
@@ -365,11 +365,14 @@ class AuthorizationFlow:
         resources: ResourceDirectory,
         settings: Settings,
         clock: Callable[[], int],
-        id_tokens: IdTokens | None = None,  # verifies id_token_hint
-        park_quota: Callable[[], None] | None = None,
+        id_tokens: IdTokens,  # verifies id_token_hint
+        throttle: Throttle,
     ) -> None:
-        self.park_quota = park_quota  # PARKED_REQUESTS_PER_SOURCE, checked before a request is parked
         self.store = store
+        self.throttle = throttle
+        # PARKED_REQUESTS_PER_SOURCE per AUTHORIZATION_REQUEST_SECONDS: one source cannot fill the table
+        self.park_limit = Limit("parked-source", settings.parked_requests_per_source,
+                                settings.authorization_request_seconds)
         self.clients = clients
         self.resources = resources
         self.issuer = settings.issuer
@@ -379,18 +382,19 @@ class AuthorizationFlow:
         self.id_tokens = id_tokens
 
     # -- entry: /authorize --
-    def start(self, pairs: list[tuple[str, str]], session: SessionRecord | None) -> Step:
-        """Validate and decide. The fast path (logged in, consent remembered) parks nothing.
+    def start(self, pairs: list[tuple[str, str]], session: SessionRecord | None, source: str | None = None) -> Step:
+        """Validate and decide. The fast path (logged in, consent remembered) parks nothing; `source` is
+        the caller's address, for the parked-request quota.
 
         UntrustedRequest (client or redirect URI unknown) propagates: the caller shows it."""
         try:
             request = validate(pairs, self.clients, self.clock(), self.resources, self.id_tokens)
             with unavailable_redirects(request):
-                return self._start(request, session)
+                return self._start(request, session, source)
         except RedirectError as error:
             return self._error_step(error, session)
 
-    def _start(self, request: AuthorizationRequest, session: SessionRecord | None) -> Step:
+    def _start(self, request: AuthorizationRequest, session: SessionRecord | None, source: str | None) -> Step:
         # prompt=login and max_age=0 ask for a login now, even when the session began this second
         login_asked = "login" in request.prompt or request.oidc.max_age == 0
         if "none" in request.prompt:
@@ -404,12 +408,12 @@ class AuthorizationFlow:
                 raise RedirectError(error, request.client, request.redirect_uri, request.state)
             return self._redirect_with_code(request, session, consent.generation)
         if login_asked or not self.signed_in_for(request, session):
-            return Step("login", request_id=self._park(request))
+            return Step("login", request_id=self._park(request, source))
         assert session is not None
         consent = self._remembered_consent(request, session.user_id) if "consent" not in request.prompt else None
         if consent is not None:
             return self._redirect_with_code(request, session, consent.generation)
-        return Step("consent", request_id=self._park(request))
+        return Step("consent", request_id=self._park(request, source))
 
     # -- resumption after login: /consent?request=... --
     def resume(self, request_id: str, session: SessionRecord | None) -> tuple[Step, AuthorizationRequest]:
@@ -519,7 +523,7 @@ class AuthorizationFlow:
         )
 
     # -- internals --
-    def _park(self, request: AuthorizationRequest) -> str:
+    def _park(self, request: AuthorizationRequest, source: str | None) -> str:
         request_id = new_token()
         record = AuthorizationRequestRecord(
             request_digest=digest(request_id),
@@ -535,12 +539,11 @@ class AuthorizationFlow:
             resources=request.resource_ids,
             oidc=request.oidc,
         )
-        if self.park_quota is not None:
-            try:
-                self.park_quota()  # PARKED_REQUESTS_PER_SOURCE, before anything is stored
-            except Throttled:  # the server cannot take this request now: RFC 6749 §4.1.2.1
-                raise RedirectError(TemporarilyUnavailable(PARKED_QUOTA_REACHED), request.client,
-                                    request.redirect_uri, request.state) from None
+        try:  # the parked-request quota, before anything is stored
+            self.throttle.take((self.park_limit, subject_of(source_of(source))))
+        except Throttled:  # the server cannot take this request now: RFC 6749 §4.1.2.1
+            raise RedirectError(TemporarilyUnavailable(PARKED_QUOTA_REACHED), request.client,
+                                request.redirect_uri, request.state) from None
         self.store.put_authorization_request(record)
         return request_id
 

@@ -28,7 +28,7 @@ from chalicelib.oauth.client_display import display_name, redirect_target
 from chalicelib.oauth.logout import PARAMETERS as LOGOUT_PARAMETERS
 from chalicelib.oauth.logout import Logout, LogoutRefused, LogoutRequest
 from chalicelib.oauth.sessions import csrf_token
-from chalicelib.oauth.throttle import Limit, Throttled, source_of, subject_of
+from chalicelib.oauth.throttle import Throttled
 from chalicelib.records import SessionRecord
 from chalicelib.web.common import (
     ANY_BODY,
@@ -69,16 +69,7 @@ GONE = (
 
 
 def _flow() -> AuthorizationFlow:
-    flow = services().authorization_flow
-    flow.park_quota = _park_quota  # the same function every time: it reads the current request's source
-    return flow
-
-
-def _park_quota() -> None:
-    """PARKED_REQUESTS_PER_SOURCE per AUTHORIZATION_REQUEST_SECONDS: one source cannot fill the table."""
-    svc = services()
-    limit = Limit("parked-source", svc.settings.parked_requests_per_source, svc.settings.authorization_request_seconds)
-    svc.throttle.take((limit, subject_of(source_of(source_address(bp.current_request)))))
+    return services().authorization_flow
 
 
 def _session() -> tuple[str | None, SessionRecord | None]:
@@ -178,7 +169,7 @@ def authorize() -> Response:
     pairs = query_pairs(request) if request.method == "GET" else form_pairs(request)
     _, session = _session()
     try:
-        step = _flow().start(pairs, session)
+        step = _flow().start(pairs, session, source_address(request))
     except UntrustedRequest as error:
         return error_page("This request cannot be completed", error.message)
     return _follow(step)
