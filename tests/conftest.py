@@ -90,14 +90,24 @@ def shared_local_run(tmp_path_factory):
         yield run
 
 
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory):
+    """`chalice package` of each stage with its merge template, once per worker: {stage: (template, out dir)}."""
+    from tests.package_support import package_stages
+
+    return package_stages(tmp_path_factory.mktemp("package"))
+
+
+# fixtures one worker builds once for every module that asks for them: those modules run on that worker
+WORKER_FIXTURES = ("shared_local_run", "packaged")
 # a module defining a fixture shared by its tests (a local run, a browser, packaged templates)
 SHARED_FIXTURE = re.compile(r"@pytest\.fixture\([^)]*scope=[\"'](?:module|class|package)[\"']")
 
 
 def pytest_xdist_make_scheduler(config, log):
     """`-n auto` spreads tests one by one, except that a module with a shared fixture runs whole on one
-    worker, so its local run or browser starts once, and the modules on `shared_local_run` share one
-    worker and its one local run. (xdist 3.8's loadgroup cannot do this under
+    worker, so its local run or browser starts once, and the modules asking for one of WORKER_FIXTURES share
+    one worker that builds it once. (xdist 3.8's loadgroup cannot do this under
     pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads, and so groups nothing.)"""
     if config.getvalue("dist") != "load":
         return None
@@ -107,14 +117,17 @@ def pytest_xdist_make_scheduler(config, log):
     shared = {path.relative_to(config.rootpath).as_posix() for path in tests.glob("test_*.py")
               if SHARED_FIXTURE.search(path.read_text())}
 
-    local_run_modules = {path.relative_to(config.rootpath).as_posix() for path in tests.glob("test_*.py")
-                         if "shared_local_run" in path.read_text()}
+    by_fixture = {}
+    for path in tests.glob("test_*.py"):
+        for fixture in WORKER_FIXTURES:
+            if re.search(rf"def \w+\([^)]*\b{fixture}\b", path.read_text()):
+                by_fixture[path.relative_to(config.rootpath).as_posix()] = fixture
 
     class SharedFixtureModules(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            if module in local_run_modules:
-                return "shared_local_run"  # one worker, one local run for all of them
+            if module in by_fixture:
+                return by_fixture[module]  # one worker builds the fixture once for all of them
             return module if module in shared else nodeid
 
     return SharedFixtureModules(config, log)

@@ -1,7 +1,6 @@
 """Deploying to AWS: provision (idempotent, records the stage), the merge templates, chalice package + cfn-lint."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,11 +14,8 @@ from chalicelib import cli, wiring
 from chalicelib.provision import POLICY_FILES
 from chalicelib.settings import ConfigError, key_rotation_days
 from chalicelib.store.schema import table_definitions
+from tests.package_support import BIN, ROOT, ROTATION_DAYS, STAGES
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-STAGES = ("dev", "prod")
-ROTATION_DAYS = "14"  # packaged with this KEY_ROTATION_DAYS instead of the committed 30
 sys.path.insert(0, str(ROOT / "infra"))
 import template as infra  # noqa: E402
 
@@ -117,50 +113,6 @@ def test_merge_template_holds_tables_with_ttl_and_a_rotating_key(stage):
     assert key["Type"] == "AWS::KMS::Key" and key["DeletionPolicy"] == "Retain"
     assert key["Properties"]["EnableKeyRotation"] is True
     assert key["Properties"]["KeyPolicy"]["Statement"]
-
-
-def _package(stage: str, project: Path, out: Path) -> subprocess.CompletedProcess:
-    """`chalice package` with no AWS credentials, no profile and no network (it needs a region, nothing else)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and "proxy" not in k.lower()}
-    nowhere = "http://127.0.0.1:9"  # the discard port: any attempt to reach AWS or PyPI fails
-    env.update(
-        HTTP_PROXY=nowhere,
-        HTTPS_PROXY=nowhere,
-        AWS_DEFAULT_REGION="us-east-1",
-        # chalice builds a botocore client (to read the region), which would look for credentials on the
-        # EC2 metadata endpoint; packaging needs none
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_CONFIG_FILE=str(project / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(project / "no-aws-credentials"),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    command = [str(BIN / "chalice"), "package", "--stage", stage, "--merge-template", f"infra/{stage}.json", str(out)]
-    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=180)
-
-
-@pytest.fixture(scope="module")
-def packaged(tmp_path_factory):
-    """Package each stage from a copy of the project. Third-party requirements are left out of the copy
-    (the template does not depend on them, and so no wheel download is needed; bench/package_size.py
-    builds the full package)."""
-    base = tmp_path_factory.mktemp("package")
-    project = base / "project"
-    project.mkdir()
-    shutil.copy(ROOT / "app.py", project / "app.py")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "deployments", "deployed")
-    for directory in ("chalicelib", ".chalice", "infra"):
-        shutil.copytree(ROOT / directory, project / directory, ignore=ignore)
-    (project / "requirements.txt").write_text("")
-    config = json.loads((project / ".chalice" / "config.json").read_text())
-    config["environment_variables"]["KEY_ROTATION_DAYS"] = ROTATION_DAYS  # the cadence is configurable
-    (project / ".chalice" / "config.json").write_text(json.dumps(config))
-    results = {}
-    for stage in STAGES:
-        out = base / f"out-{stage}"
-        result = _package(stage, project, out)
-        assert result.returncode == 0, result.stderr
-        results[stage] = json.loads((out / "sam.json").read_text()), out
-    return results
 
 
 def test_packaged_templates_pass_cfn_lint_without_error_or_warning(packaged):

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 import infra.template as infra
-from tests.test_deploy import _package
 
 FUNCTION = infra.CHALICE_NAMES["api_handler"][0]
 ALIAS = f"{FUNCTION}Alias{infra.ALIAS}"  # SAM's name for the alias AutoPublishAlias creates
 
 
-@pytest.fixture(scope="module")
-def packaged_prod(tmp_path_factory):
-    """`chalice package` of the prod stage with the merge template (no third-party requirements)."""
-    base = tmp_path_factory.mktemp("snapstart")
-    project = base / "project"
-    project.mkdir()
-    shutil.copy(infra.ROOT / "app.py", project / "app.py")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "deployments", "deployed")
-    for directory in ("chalicelib", ".chalice", "infra"):
-        shutil.copytree(infra.ROOT / directory, project / directory, ignore=ignore)
-    (project / "requirements.txt").write_text("")
-    result = _package("prod", project, base / "out")
-    assert result.returncode == 0, result.stderr
-    return json.loads((base / "out" / "sam.json").read_text())
+@pytest.fixture
+def packaged_prod(packaged):
+    """The prod stage's packaged template (`chalice package` with the merge template)."""
+    return packaged["prod"][0]
 
 
 @pytest.mark.parametrize("stage", infra.STAGES)

@@ -9,15 +9,13 @@ import json
 import pytest
 
 from chalicelib import local_routes
-from tests import test_deploy
 from tests.authorize_support import Browser, add_user, sign_in
+from tests.package_support import STAGES
 from tests.test_cors import preflight
 from tests.test_login_pages import assert_secure_page
 
 pytestmark = pytest.mark.store("memory")
 
-STAGES = test_deploy.STAGES
-packaged = test_deploy.packaged  # the module-scoped fixture that runs `chalice package` per stage
 BEARER = "Bearer zq7-secret-bearer-token"
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 UNKNOWN = ("/nope", "/nope/deeper", "/v1/unknown", "/developer/apps/x/y/z", "/register/a/b", "/.well-known/x")
