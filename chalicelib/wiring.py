@@ -2,8 +2,9 @@
 
 Routes ask `services()` for what they need and construct nothing. Everything is created lazily on
 first use (the Chalice samples' module-global getters), so importing the app costs no AWS client and
-tests can start moto before anything talks to AWS. Every service takes its collaborators in one order:
-store, client directory, access tokens, settings, clock.
+tests can start moto before anything talks to AWS. Every service takes its collaborators in one order,
+leaving out what it does not use: store, client directory, access tokens, resources, settings, clock; each
+reads its own numbers (lifetimes, limits, cache bounds) from Settings.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def build(settings: Settings) -> Services:
     access_tokens = AccessTokens(keyring, settings, clock.now)
     clients = ClientDirectory(store, settings, clock.now, metadata_documents(settings, store))
     resources = ResourceDirectory(store, settings, clock.now)
-    id_tokens = IdTokens(keyring, settings.issuer, settings.id_token_seconds, clock.now)
+    id_tokens = IdTokens(keyring, settings, clock.now)
     throttle = Throttle(store, clock.now)
     services = holder["services"] = Services(
         settings=settings,
@@ -111,7 +112,7 @@ def build(settings: Settings) -> Services:
         developer=Developer(store, clients, settings, clock.now),
         resource_guard=ResourceGuard(access_tokens, settings),
         api_store=ApiStore(),
-        userinfo=UserInfo(access_tokens, store, settings.api_audience),
+        userinfo=UserInfo(store, access_tokens, settings),
     )
     return services
 
@@ -121,8 +122,7 @@ def metadata_documents(settings: Settings, store: DynamoStore) -> MetadataDocume
     if not settings.client_id_metadata_documents:
         return None
     policy = OutboundPolicy(allow_loopback=settings.outbound_loopback_allowed, ca_files=settings.outbound_ca_files)
-    return MetadataDocuments(store, functools.partial(fetch_json_document, policy=policy), clock.now,
-                             settings.metadata_document_min_cache_seconds, settings.metadata_document_max_cache_seconds,
+    return MetadataDocuments(store, functools.partial(fetch_json_document, policy=policy), settings, clock.now,
                              lambda: registrable_scopes(store))
 
 

@@ -226,8 +226,8 @@ def test_the_cache_lifetime_honours_cache_control_within_bounds(header, seconds)
 @pytest.fixture
 def documents(aws, server):
     """The app's directory resolving URL client ids against the test server (loopback + its CA)."""
-    aws.clients.documents = MetadataDocuments(aws.store, functools.partial(fetch_json_document, policy=policy(server)),
-                                              clock.now, 300, 86400)
+    fetch = functools.partial(fetch_json_document, policy=policy(server))
+    aws.clients.documents = MetadataDocuments(aws.store, fetch, aws.settings, clock.now)
     aws.clients._cache.clear()
     return server
 

@@ -21,6 +21,7 @@ from chalicelib.oauth import registration
 from chalicelib.oauth.errors import OAuthError
 from chalicelib.outbound import Fetched, FetchRefused
 from chalicelib.records import ClientRecord, is_metadata_client_id
+from chalicelib.settings import Settings
 
 log = logging.getLogger("clipron.oauth")
 
@@ -151,16 +152,15 @@ class MetadataDocuments:
         self,
         store: MetadataClientStore,
         fetch: Callable[[str], Fetched],
+        settings: Settings,
         clock: Callable[[], int],
-        min_cache_seconds: int,
-        max_cache_seconds: int,
         resource_scopes: Callable[[], Collection[str]] = tuple,
     ) -> None:
         self.store = store
         self.fetch = fetch
         self.clock = clock
-        self.min_cache_seconds = min_cache_seconds
-        self.max_cache_seconds = max_cache_seconds
+        self.min_cache_seconds = settings.metadata_document_min_cache_seconds
+        self.max_cache_seconds = settings.metadata_document_max_cache_seconds
         self.resource_scopes = resource_scopes  # scopes the operator's resource servers accept
 
     def resolve(self, url: str) -> ClientRecord | None:

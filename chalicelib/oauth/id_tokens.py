@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from chalicelib.oauth.errors import InvalidRequest, InvalidToken
 from chalicelib.oauth.tokens import Signer, verify_jws
+from chalicelib.settings import Settings
 
 ID_TOKEN_TYP = "JWT"
 AMR_PASSWORD = ["pwd"]  # RFC 8176: the user signed in with a password
@@ -43,10 +44,10 @@ def at_hash(access_token: str) -> str:
 
 
 class IdTokens:
-    def __init__(self, signer: Signer, issuer: str, lifetime: int, clock: Callable[[], int]) -> None:
+    def __init__(self, signer: Signer, settings: Settings, clock: Callable[[], int]) -> None:
         self.signer = signer
-        self.issuer = issuer
-        self.lifetime = lifetime
+        self.issuer = settings.issuer
+        self.lifetime = settings.id_token_seconds  # ID_TOKEN_SECONDS
         self.clock = clock
 
     def issue(

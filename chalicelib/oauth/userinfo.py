@@ -13,6 +13,7 @@ from chalicelib.oauth.errors import InsufficientScope, InvalidToken
 from chalicelib.oauth.scopes import OPENID
 from chalicelib.oauth.tokens import AccessTokens
 from chalicelib.records import GrantRecord, UserRecord
+from chalicelib.settings import Settings
 
 # Core §5.4: the claims each scope releases (Clipron keeps no address or phone number)
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
@@ -43,10 +44,10 @@ def scope_claim_names(scopes: list[str]) -> list[str]:
 
 
 class UserInfo:
-    def __init__(self, access_tokens: AccessTokens, store: UserInfoStore, audience: str) -> None:
-        self.access_tokens = access_tokens
+    def __init__(self, store: UserInfoStore, access_tokens: AccessTokens, settings: Settings) -> None:
         self.store = store
-        self.audience = audience
+        self.access_tokens = access_tokens
+        self.audience = settings.api_audience
 
     def claims(self, token: str) -> dict[str, Any]:
         """The signed-in user's claims the token's scope allows; InvalidToken / InsufficientScope otherwise."""
