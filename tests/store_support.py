@@ -72,6 +72,13 @@ def scan_kinds(store: Any) -> dict[str, int]:
     return {kind: kinds.count(kind) for kind in dict.fromkeys(kinds)}
 
 
+def pending_authorization_requests(store: Any) -> int:
+    """Parked authorization requests not consumed yet (a consumed one stays, marked used, until its TTL)."""
+    if isinstance(store, memory.MemoryStore):
+        return sum(1 for item in store._items.values() if item.get("kind") == "authreq" and "used_at" not in item)
+    return sum(1 for item in Item.scan() if item.kind == "authreq" and item.used_at is None)
+
+
 def list_projects(user_id: str) -> list[ProjectRecord]:
     """The user's projects in the API table."""
     items = ApiItem.query(f"user#{user_id}", ApiItem.sk.startswith("project#"), consistent_read=True)

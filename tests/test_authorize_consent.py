@@ -27,7 +27,7 @@ from tests.authorize_support import (
     sign_in,
     signed_in_browser,
 )
-from tests.store_support import scan_kinds
+from tests.store_support import pending_authorization_requests, scan_kinds
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
@@ -87,7 +87,7 @@ def test_full_flow_login_consent_code(http, user, aws):
     assert record.scope == "read:analysis read:project"
     assert record.code_challenge is not None and record.grant_id
     assert record.expires_at - clock.now() <= aws.settings.code_seconds
-    assert kinds(aws).get("authreq", 0) == 0  # the parked request was consumed
+    assert pending_authorization_requests(aws.store) == 0  # the parked request was consumed
     assert aws.store.get_consent(user.user_id, "c1").scopes == ["read:analysis", "read:project"]
 
 
@@ -249,7 +249,7 @@ def test_fast_path_makes_at_most_four_dynamodb_calls_and_parks_nothing(browser, 
     assert "code" in response_params(response)
     # session, its user (still enabled, same generation), consent, code (client from the warm cache)
     assert calls == ["GetItem", "GetItem", "GetItem", "PutItem"]
-    assert kinds(aws).get("authreq", 0) == 0
+    assert pending_authorization_requests(aws.store) == 0
 
 
 def test_codes_are_unpredictable_and_short_lived(browser, aws):
@@ -293,7 +293,7 @@ def test_a_redirect_origin_unfit_for_a_header_is_never_pasted_into_the_policy(ht
 
 @pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
 def test_concurrent_decisions_on_one_parked_request_issue_one_code(aws, user):
-    """The parked request is consumed by a conditional delete: of 8 racing approvals exactly one wins."""
+    """The parked request is consumed by a conditional update: of 8 racing approvals exactly one wins."""
     import threading
 
     from chalicelib.oauth.authorize import ParkedRequestGone

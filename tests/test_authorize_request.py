@@ -25,7 +25,7 @@ from tests.authorize_support import (
     response_params,
     signed_in_browser,
 )
-from tests.store_support import scan_kinds
+from tests.store_support import pending_authorization_requests
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
@@ -46,7 +46,7 @@ def signed_in(http, clients):
 
 
 def parked_requests(aws) -> int:
-    return scan_kinds(aws.store).get("authreq", 0)
+    return pending_authorization_requests(aws.store)
 
 
 # --- A.1 client_id and redirect_uri ---------------------------------------------------------------

@@ -228,3 +228,23 @@ def test_settings_refuse_a_deadline_that_leaves_no_room_for_the_last_call():
     with pytest.raises(ConfigError, match="REQUEST_DEADLINE_SECONDS"):
         load_settings({"AWS_REGION": "us-east-1", "REQUEST_DEADLINE_SECONDS": "20"})
     assert load_settings({"AWS_REGION": "us-east-1"}).longest_request_seconds <= 24
+
+
+def test_a_consent_whose_consume_answer_was_lost_still_issues_the_code(world, aws):
+    """Today: the retried conditional delete of the parked request found it gone and the user, who had
+    consumed it themselves, saw "request expired". The request is still single use afterwards."""
+    from chalicelib.oauth.authorize import ParkedRequestGone
+
+    c1 = world.clients["C1"]
+    pairs = [("response_type", "code"), ("client_id", c1.client_id), ("redirect_uri", c1.redirect_uris[0]),
+             ("scope", "read:analysis"), ("code_challenge", CH), ("code_challenge_method", "S256")]
+    flow = aws.authorization_flow
+    parked = flow.start(pairs, None, "203.0.113.7")
+    _, session = aws.sessions.start(world.user_id)
+    # whichever write consumes the request (the old delete, or an update) loses its answer once
+    with lost_answer(aws, "DeleteItem") as deleted, lost_answer(aws, "UpdateItem") as updated:
+        step = flow.decide(parked.request_id, session, allow=True)
+    assert deleted or updated
+    assert step.kind == "redirect" and "code=" in step.location
+    with pytest.raises(ParkedRequestGone):
+        flow.decide(parked.request_id, session, allow=True)

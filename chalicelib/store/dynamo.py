@@ -451,13 +451,26 @@ class DynamoStore:
         self._put_new(_item("authreq", f"authreq#{request.request_digest}", "authreq", request))
 
     def get_authorization_request(self, request_digest: str) -> AuthorizationRequestRecord | None:
+        """The parked request; None when absent, expired or already consumed."""
         item = self._get(f"authreq#{request_digest}", "authreq")
+        if item is not None and item.used_at is not None:
+            return None
         return _record(AuthorizationRequestRecord, item, self.clock())
 
     def consume_authorization_request(self, request_digest: str) -> None:
-        """Single use: the delete succeeds for exactly one caller, and only while unexpired."""
-        condition = Item.pk.exists() & (Item.expires_at > self.clock())
-        self._delete(f"authreq#{request_digest}", "authreq", condition)
+        """Single use: marks the request used for exactly one caller, and only while unexpired (it then
+        lapses with its TTL). Marked, not deleted, so that botocore's retry of our own write whose answer
+        was lost recognises it by its marker instead of finding the request gone."""
+        now = self.clock()
+        item = Item(f"authreq#{request_digest}", "authreq")
+        marker = uuid.uuid4().hex
+        try:
+            with _translated():
+                item.update(actions=[Item.used_at.set(now), Item.successor_digest.set(marker)],
+                            condition=Item.pk.exists() & Item.used_at.does_not_exist() & (Item.expires_at > now))
+        except ConditionFailed:
+            if not self._spent_by(item, marker):
+                raise
 
     # -- authorization codes --
     def put_code(self, code: CodeRecord) -> None:

@@ -268,16 +268,21 @@ class MemoryStore:
         self._put_new((f"authreq#{request.request_digest}", "authreq"), _item("authreq", request))
 
     def get_authorization_request(self, request_digest: str) -> AuthorizationRequestRecord | None:
+        """The parked request; None when absent, expired or already consumed."""
         item = self._get(f"authreq#{request_digest}", "authreq")
+        if item is not None and "used_at" in item:
+            return None
         return _record(AuthorizationRequestRecord, item, self.clock())
 
     def consume_authorization_request(self, request_digest: str) -> None:
-        """Single use: the delete succeeds for exactly one caller, and only while unexpired."""
+        """Single use: marks the request used for exactly one caller, and only while unexpired (DynamoStore
+        marks rather than deletes, so that the retry of a write whose answer was lost is recognised)."""
         key = (f"authreq#{request_digest}", "authreq")
         with self._lock:
-            if not _unexpired(self._items.get(key), self.clock()):
+            item = self._items.get(key)
+            if not _unexpired(item, self.clock()) or item is None or "used_at" in item:
                 raise ConditionFailed("ConditionalCheckFailedException")
-            del self._items[key]
+            item["used_at"] = self.clock()
 
     # -- authorization codes --
     def put_code(self, code: CodeRecord) -> None:
