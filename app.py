@@ -5,7 +5,7 @@ from chalice import Chalice
 from chalicelib import jobs, snapstart
 from chalicelib.settings import validate_at_start
 from chalicelib.web import api as resource_api
-from chalicelib.web import assets, cors, home, wellknown
+from chalicelib.web import assets, cors, home, methods, wellknown
 from chalicelib.web import authorize as authorize_pages
 from chalicelib.web import deadline as request_deadline
 from chalicelib.web import developer as developer_pages
@@ -32,4 +32,5 @@ app.register_blueprint(registration_endpoint.bp)
 app.register_blueprint(developer_pages.bp)
 app.register_blueprint(userinfo_endpoint.bp)
 app.register_blueprint(home.bp)  # `/` and the 404 for every unknown path
+methods.answer_every_method(app)  # after every blueprint: a known path's other methods get our 405
 cors.allow_back_channel(app)  # after every blueprint: the rule covers all their routes

@@ -175,8 +175,28 @@ def _snapstart(resources: dict[str, Any]) -> None:
                       f"${{{function}Alias{ALIAS}}}/invocations"}
     paths = {path: {method.lower(): {"x-amazon-apigateway-integration": {"uri": uri}} for method in methods}
              for path, methods in _app_routes().items()}
-    resources["RestAPI"] = {"Properties": {"DefinitionBody": {"paths": paths}}}
+    _api_definition(resources)["paths"] = paths
     resources[f"{function}InvokePermission"] = {"Properties": {"FunctionName": {"Ref": f"{function}Alias{ALIAS}"}}}
+
+
+def _api_definition(resources: dict[str, Any]) -> dict[str, Any]:
+    """The part of the API's OpenAPI body (RestAPI's DefinitionBody) that the merge template adds to."""
+    return resources.setdefault("RestAPI", {}).setdefault("Properties", {}).setdefault("DefinitionBody", {})
+
+
+def _gateway_responses(resources: dict[str, Any]) -> None:
+    """Backstop: should a request ever match no method (the app answers every method of every path,
+    web/methods.py), API Gateway sends our JSON 404 instead of its 403 "Missing Authentication Token",
+    which quotes the Authorization header. Part of the OpenAPI body, so every deployment carries it."""
+    from chalicelib.web.home import NOT_FOUND
+
+    _api_definition(resources)["x-amazon-apigateway-gateway-responses"] = {
+        "MISSING_AUTHENTICATION_TOKEN": {
+            "statusCode": 404,
+            "responseParameters": {"gatewayresponse.header.Cache-Control": "'no-store'"},
+            "responseTemplates": {"application/json": json.dumps(NOT_FOUND, separators=(",", ":"))},
+        }
+    }
 
 
 def merge_template(stage: str) -> dict[str, Any]:
@@ -210,6 +230,7 @@ def merge_template(stage: str) -> dict[str, Any]:
     resources.update(_security_alarms(stage))
     if SNAPSTART[stage]:
         _snapstart(resources)
+    _gateway_responses(resources)
     outputs = {
         "OAuthTableName": {"Value": {"Ref": logical["OAUTH_TABLE"]}},
         "ApiTableName": {"Value": {"Ref": logical["API_TABLE"]}},

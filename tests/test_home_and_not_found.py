@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib import local_routes
 from tests.authorize_support import Browser, add_user, sign_in
+from tests.method_support import assert_every_method_reaches_the_app
 from tests.package_support import STAGES
 from tests.test_cors import preflight
 from tests.test_login_pages import assert_secure_page
@@ -101,11 +102,32 @@ def test_sign_in_without_a_pending_request_lands_on_the_signed_in_home(http, use
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_packaged_api_sends_every_unknown_path_to_the_app(packaged, stage):
-    """API Gateway: `/` and the greedy `/{proxy+}` for every method, integrated with the Lambda (no MOCK
-    or gateway default), and no OPTIONS on it (preflights stay the back channel's, by path)."""
+    """API Gateway: `/` and the greedy `/{proxy+}` for every method (HEAD and OPTIONS too), integrated with
+    the Lambda (no MOCK or gateway default); concrete back-channel paths keep their own preflight."""
     template, _ = packaged[stage]
     paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
-    assert set(paths["/{proxy+}"]) == {"get", "post", "put", "patch", "delete"}
-    assert set(paths["/"]) == {"get", "post", "put", "patch", "delete"}
-    for method in paths["/{proxy+}"].values():
+    every = {"get", "post", "put", "patch", "delete", "head", "options"}
+    assert set(paths["/{proxy+}"]) == every and set(paths["/"]) == every
+    for method in [*paths["/{proxy+}"].values(), *paths["/"].values()]:
         assert method["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_packaged_api_defines_every_method_on_every_resource(packaged, stage):
+    """A known path with a method it does not serve (DELETE /token) reaches the app (its 405), as does every
+    parent resource (/v1): API Gateway matches a method on every resource, so never answers by itself."""
+    template, _ = packaged[stage]
+    assert_every_method_reaches_the_app(template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_packaged_api_gateway_own_answer_is_our_404_without_echo(packaged, stage):
+    """The backstop: were a request to match no method after all, API Gateway sends our JSON 404, not its 403
+    that quotes the Authorization header (the template has no `$` variable: nothing from the request)."""
+    template, _ = packaged[stage]
+    definition = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    missing = definition["x-amazon-apigateway-gateway-responses"]["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["statusCode"] == 404
+    body = missing["responseTemplates"]["application/json"]
+    assert json.loads(body) == {"error": "not_found", "error_description": "there is no such endpoint"}
+    assert "$" not in body

@@ -38,6 +38,7 @@ MAX_VALUE_LENGTH = 4096
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # all API Gateway knows, but ANY
 PAGE_HEADERS = {
     **NO_STORE,
     "Content-Type": "text/html; charset=utf-8",
@@ -160,8 +161,14 @@ def single_header(request: Request, name: str) -> str | None:
     return request.headers.get(name)
 
 
-def method_not_allowed(description: str, allow: str = "POST") -> Response:
+def method_not_allowed(description: str, allow: str) -> Response:
     return json_response({"error": "invalid_request", "error_description": description}, 405, {"Allow": allow})
+
+
+def without_body(response: Response) -> Response:
+    """The answer to a HEAD request: the same status and headers, no content (RFC 9110 section 9.3.2)."""
+    response.body = ""
+    return response
 
 
 def query_parameters(request: Request) -> dict[str, str]:

@@ -5,7 +5,7 @@ request carries an Authorization header, with a message that quotes that header 
 in a response body). A greedy `/{proxy+}` route takes every such path instead: API Gateway prefers any
 concrete resource over it, so it serves only what nothing else does (`chalice local` and chalice.test
 are taught the same order by chalicelib.local_routes). `/{proxy+}` never matches `/` itself, hence the
-explicit `/` routes.
+explicit `/` route. A known path with a method it does not serve is web/methods.py's 405.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 
 from chalicelib.oauth.sessions import csrf_token
-from chalicelib.web.common import json_response, method_not_allowed, page, page_guarded
+from chalicelib.web.common import HTTP_METHODS, json_response, page, page_guarded, without_body
 from chalicelib.web.cookies import current_session
 from chalicelib.web.cors import back_channel
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
 
-EVERY_METHOD_BUT_OPTIONS = ["GET", "POST", "PUT", "PATCH", "DELETE"]  # preflights: API Gateway/chalice answer
 EVERY_CONTENT_TYPE = ["*/*"]
 GREEDY = "/{proxy+}"
 NOT_FOUND = {"error": "not_found", "error_description": "there is no such endpoint"}  # fixed: never the path
@@ -54,11 +53,6 @@ def landing() -> Response:
     return signed_in_page(session_id if session is not None else None)
 
 
-@bp.route("/", methods=["POST", "PUT", "PATCH", "DELETE"], content_types=EVERY_CONTENT_TYPE)
-def landing_other_methods() -> Response:
-    return method_not_allowed("the landing page answers GET only", allow="GET")
-
-
 def wants_html(request: Request) -> bool:
     """A browser navigating (Accept names text/html) to a path outside the back channel gets a page."""
     accept = (request.headers.get("accept") or "").lower()
@@ -68,11 +62,17 @@ def wants_html(request: Request) -> bool:
     return "text/html" in accept and not back_channel(path)
 
 
-@bp.route(GREEDY, methods=EVERY_METHOD_BUT_OPTIONS, content_types=EVERY_CONTENT_TYPE)
+# every method, OPTIONS too: a preflight for a concrete back-channel path is answered by that path
+@bp.route(GREEDY, methods=list(HTTP_METHODS), content_types=EVERY_CONTENT_TYPE)
 def not_found() -> Response:
-    request = bp.current_request
+    return not_found_response(bp.current_request)
+
+
+def not_found_response(request: Request) -> Response:
     if wants_html(request):
-        return page("error.html", status=404, title="Page not found",
-                    message="There is no page at this address. Start again from the Clipron home page.",
-                    static_prefix=urlsplit(services().settings.issuer).path)
-    return json_response(NOT_FOUND, 404)
+        response = page("error.html", status=404, title="Page not found",
+                        message="There is no page at this address. Start again from the Clipron home page.",
+                        static_prefix=urlsplit(services().settings.issuer).path)
+    else:
+        response = json_response(NOT_FOUND, 404)
+    return without_body(response) if request.method == "HEAD" else response

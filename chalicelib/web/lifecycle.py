@@ -10,13 +10,11 @@ from chalicelib.web.common import (
     client_request,
     guarded,
     json_response,
-    method_not_allowed,
     source_address,
 )
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
-OTHER_METHODS = ["GET", "PUT", "DELETE", "PATCH"]
 
 
 @bp.route("/revoke", methods=["POST"], content_types=ANY_BODY)
@@ -33,14 +31,3 @@ def introspect() -> Response:
     form, authorization = client_request(bp.current_request)
     return json_response(services().introspector.handle(form, authorization, source_address(bp.current_request)))
 
-
-@bp.route("/revoke", methods=OTHER_METHODS, content_types=ANY_BODY)
-@guarded
-def revoke_wrong_method() -> Response:
-    return method_not_allowed("the revocation endpoint accepts POST only")
-
-
-@bp.route("/introspect", methods=OTHER_METHODS, content_types=ANY_BODY)
-@guarded
-def introspect_wrong_method() -> Response:
-    return method_not_allowed("the introspection endpoint accepts POST only")

@@ -14,7 +14,6 @@ from chalicelib.web.common import (
     guarded,
     json_body,
     json_response,
-    method_not_allowed,
     source_address,
 )
 from chalicelib.wiring import services
@@ -67,14 +66,3 @@ def delete_registration(client_id: str) -> Response:
     registration.delete(registration.managed_client(_authorization(bp.current_request), client_id))
     return Response(body="", status_code=204, headers=dict(NO_STORE))
 
-
-@bp.route("/register", methods=["GET", "PUT", "DELETE", "PATCH"], content_types=ANY_BODY)
-@guarded
-def register_wrong_method() -> Response:
-    return method_not_allowed("register a client with POST")
-
-
-@bp.route("/register/{client_id}", methods=["POST", "PATCH"], content_types=ANY_BODY)
-@guarded
-def registration_wrong_method(client_id: str) -> Response:
-    return method_not_allowed("use GET, PUT or DELETE on a registration", "GET, PUT, DELETE")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.web.common import client_request, guarded, json_response, method_not_allowed, source_address
+from chalicelib.web.common import client_request, guarded, json_response, source_address
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
@@ -19,8 +19,3 @@ def token() -> Response:
     form, authorization = client_request(bp.current_request)
     return json_response(services().token_endpoint.handle(form, authorization, source_address(bp.current_request)))
 
-
-@bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"], content_types=EVERY_CONTENT_TYPE)
-@guarded
-def token_wrong_method() -> Response:
-    return method_not_allowed("the token endpoint accepts POST only")
