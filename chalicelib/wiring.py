@@ -27,6 +27,7 @@ from chalicelib.oauth.dynamic_registration import Registrar
 from chalicelib.oauth.grants import TokenEndpoint
 from chalicelib.oauth.id_tokens import IdTokens
 from chalicelib.oauth.introspection import Introspector
+from chalicelib.oauth.logout import Logout
 from chalicelib.oauth.resource import ResourceGuard
 from chalicelib.oauth.resource_servers import ResourceDirectory, registrable_scopes
 from chalicelib.oauth.revocation import Revoker
@@ -60,6 +61,7 @@ class Services:
     resource_guard: ResourceGuard
     api_store: ApiStore
     userinfo: UserInfo
+    logout: Logout
     _kms: Any = None
 
     def kms(self) -> Any:
@@ -113,6 +115,7 @@ def build(settings: Settings) -> Services:
         resource_guard=ResourceGuard(access_tokens, settings),
         api_store=ApiStore(),
         userinfo=UserInfo(store, access_tokens, settings),
+        logout=Logout(clients, id_tokens),
     )
     return services
 

@@ -26,7 +26,7 @@ from chalicelib.oauth.authorize import (
 from chalicelib.oauth.cimd import document_host
 from chalicelib.oauth.client_display import display_name, redirect_target
 from chalicelib.oauth.logout import PARAMETERS as LOGOUT_PARAMETERS
-from chalicelib.oauth.logout import Logout, LogoutRefused, LogoutRequest
+from chalicelib.oauth.logout import LogoutRefused, LogoutRequest
 from chalicelib.oauth.sessions import csrf_token
 from chalicelib.oauth.throttle import Throttled
 from chalicelib.records import SessionRecord
@@ -246,11 +246,6 @@ def login_submit() -> Response:
 # --- /logout: the account's Sign out form and OpenID Connect RP-Initiated Logout 1.0 ----------------
 
 
-def _logout() -> Logout:
-    svc = services()
-    return Logout(svc.clients, svc.id_tokens)
-
-
 @bp.route("/logout", methods=["GET"])
 @page_guarded
 def logout_request() -> Response:
@@ -274,7 +269,7 @@ def logout() -> Response:
         if checked_form(bp.current_request, svc.settings, session_id, "logout") is None:
             return _forbidden()
     try:
-        request = _logout().validate(form)
+        request = services().logout.validate(form)
     except LogoutRefused as refused:
         return error_page("This sign-out request cannot be completed", refused.message)
     return _signed_out(session_id, request)
@@ -282,7 +277,7 @@ def logout() -> Response:
 
 def _rp_logout(values: dict[str, str]) -> Response:
     try:
-        request = _logout().validate(values)
+        request = services().logout.validate(values)
     except LogoutRefused as refused:
         return error_page("This sign-out request cannot be completed", refused.message)
     session_id, session = _session()
