@@ -9,7 +9,6 @@ in moto).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import uuid
 from typing import Any, Callable, Iterator, Sequence
@@ -32,7 +31,6 @@ from chalicelib.records import (
     Authority,
     AuthorizationRequestRecord,
     ClientRecord,
-    ClientSecret,
     CodeRecord,
     ConditionFailed,
     ConsentRecord,
@@ -53,6 +51,7 @@ from chalicelib.records import (
     new_generation,
 )
 from chalicelib.settings import Settings
+from chalicelib.store import layout
 
 _CONDITION_CODES = {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
@@ -196,31 +195,15 @@ def _only_conditions_failed(error: PynamoDBException) -> bool:
 
 # --- record <-> item -------------------------------------------------------------------------
 
-_NUMBERS = ("expires_at", "used_at", "revoked_at")
-_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response", "disabled", "generation")
-
-
 def _item(kind: str, pk: str, sk: str, record: Any) -> Item:
-    data = dataclasses.asdict(record)
-    top = {name: data.pop(name) for name in _TOP_LEVEL if name in data}
+    data, top = layout.split(record)
     return Item(pk, sk, kind=kind, data=data, **top)
 
 
 def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None) -> R | None:
     if item is None:
         return None
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    # a member the record no longer has (a field renamed or dropped since the item was written) is ignored
-    values = {name: value for name, value in (item.data or {}).items() if name in names}
-    for name in _TOP_LEVEL:
-        if name in names:
-            value = getattr(item, name)
-            if value is None and values.get(name) is not None:
-                continue  # an item written before the field moved to the top level
-            values[name] = int(value) if value is not None and name in _NUMBERS else value
-    if now is not None and not live(values.get("expires_at"), now):
-        return None
-    return cls(**values)
+    return layout.rebuild(cls, item.data or {}, {name: getattr(item, name) for name in layout.TOP_LEVEL}, now)
 
 
 def _generation_is(value: str | None) -> Any:
@@ -228,10 +211,7 @@ def _generation_is(value: str | None) -> Any:
 
 
 def _client_record(item: Item | None, now: int | None = None) -> ClientRecord | None:
-    record = _record(ClientRecord, item, now)
-    if record is not None:
-        record.secrets = [ClientSecret(**s) if isinstance(s, dict) else s for s in record.secrets]
-    return record
+    return _record(ClientRecord, item, now)
 
 
 class DynamoStore:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import json
 import threading
 from typing import Any, Callable, Iterator, Sequence
@@ -22,7 +21,6 @@ from chalicelib.records import (
     Authority,
     AuthorizationRequestRecord,
     ClientRecord,
-    ClientSecret,
     CodeRecord,
     ConditionFailed,
     ConsentRecord,
@@ -41,23 +39,17 @@ from chalicelib.records import (
     live,
     new_generation,
 )
+from chalicelib.store import layout
 
 Key = tuple[str, str]
 Item = dict[str, Any]
-_NUMBERS = ("expires_at", "used_at", "revoked_at")
-_TOP_LEVEL = (*_NUMBERS, "successor_digest", "grace_response", "disabled", "generation")
 _CONDITIONED = ("data", "disabled", "generation")  # what a read-change-write conditions on
 
 
 def _item(kind: str, record: Any) -> Item:
     """Like DynamoStore's item: top-level condition fields (None ones absent), the rest as JSON."""
-    data = dataclasses.asdict(record)
-    item: Item = {"kind": kind}
-    for name in _TOP_LEVEL:
-        if name in data:
-            value = data.pop(name)
-            if value is not None:
-                item[name] = value
+    data, top = layout.split(record)
+    item: Item = {"kind": kind, **{name: value for name, value in top.items() if value is not None}}
     item["data"] = json.loads(json.dumps(data))  # JSONAttribute: what a read gives back
     return item
 
@@ -65,22 +57,11 @@ def _item(kind: str, record: Any) -> Item:
 def _record[R](cls: Callable[..., R], item: Item | None, now: int | None = None) -> R | None:
     if item is None:
         return None
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    # a member the record no longer has (renamed or dropped since the item was written) is ignored
-    values = {name: value for name, value in copy.deepcopy(item.get("data") or {}).items() if name in names}
-    for name in _TOP_LEVEL:
-        if name in names and name in item:
-            values[name] = item[name]
-    if now is not None and not live(values.get("expires_at"), now):
-        return None
-    return cls(**values)
+    return layout.rebuild(cls, copy.deepcopy(item.get("data") or {}), item, now)
 
 
 def _client_record(item: Item | None, now: int | None = None) -> ClientRecord | None:
-    record = _record(ClientRecord, item, now)
-    if record is not None:
-        record.secrets = [ClientSecret(**s) if isinstance(s, dict) else s for s in record.secrets]
-    return record
+    return _record(ClientRecord, item, now)
 
 
 def _unexpired(item: Item | None, now: int) -> bool:
