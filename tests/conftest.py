@@ -81,12 +81,18 @@ def world(aws):
 
 @pytest.fixture(scope="session")
 def shared_local_run(tmp_path_factory):
-    """One `make run` (chalicelib.local: moto server + chalice local) per worker, for the modules that use the
-    local run as a newcomer gets it; each test registers its own clients, so they do not disturb each other.
-    Modules that start it with other settings (test_agents_e2e) keep their own."""
-    from tests.developer_support import local_run
+    """One `make run` (chalicelib.local: moto server + chalice local) per worker for the modules that drive
+    the local run; each test registers its own clients, so they do not disturb each other. Started as the
+    agents test needs it too: its demo MCP resource on a free port, trusting the CA of an https server that
+    serves Client ID Metadata Documents."""
+    from tests.developer_support import free_port, local_run
+    from tests.tls_support import TlsServer
 
-    with local_run(tmp_path_factory.mktemp("shared-local-run")) as run:
+    scratch = tmp_path_factory.mktemp("shared-local-run")
+    resource = f"http://127.0.0.1:{free_port()}/mcp"
+    with TlsServer(scratch) as documents, local_run(scratch, extra_env={
+            "DEMO_MCP_RESOURCE": resource, "SSL_CERT_FILE": str(documents.ca_file)}) as run:
+        run.documents, run.mcp_resource = documents, resource
         yield run
 
 

@@ -145,6 +145,8 @@ def free_port() -> int:
 class LocalRun:
     issuer: str
     log_path: Path
+    documents: Any = None  # shared_local_run: the https server (tls_support.TlsServer) whose CA the run trusts
+    mcp_resource: str | None = None  # shared_local_run: its demo MCP resource (DEMO_MCP_RESOURCE)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

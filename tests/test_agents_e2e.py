@@ -27,8 +27,7 @@ import jwt
 import pytest
 import requests
 
-from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, free_port, local_run, wait_until_served
-from tests.tls_support import TlsServer
+from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, free_port, wait_until_served
 
 if TYPE_CHECKING:  # the SDK is imported where it is used: importing it costs every worker seconds at collection
     from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
@@ -43,15 +42,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Iterator[dict[str, Any]]:
-    """The local run (trusting the test CA), the example MCP server, and the https server for CIMD."""
-    scratch = tmp_path_factory.mktemp("agents")
-    mcp_port = free_port()
-    resource = f"http://127.0.0.1:{mcp_port}/mcp"
-    with TlsServer(scratch) as documents, local_run(scratch, extra_env={
-            "DEMO_MCP_RESOURCE": resource, "SSL_CERT_FILE": str(documents.ca_file)}) as run, \
-            mcp_server(run.issuer, resource, scratch) as mcp_log:
-        yield {"issuer": run.issuer, "resource": resource, "documents": documents, "run": run, "mcp_log": mcp_log}
+def world(shared_local_run, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """The local run (trusting the test CA, its demo MCP resource on a free port), the example MCP server
+    for that resource, and the https server for CIMD."""
+    run, resource = shared_local_run, shared_local_run.mcp_resource
+    with mcp_server(run.issuer, resource, tmp_path_factory.mktemp("agents")) as mcp_log:
+        yield {"issuer": run.issuer, "resource": resource, "documents": run.documents, "run": run, "mcp_log": mcp_log}
 
 
 @contextlib.contextmanager
