@@ -3,7 +3,9 @@
 Starts `python -m chalicelib.local` on free ports, signs the demo user in once (login + consent), then
 repeats: GET /authorize (consent remembered: 302 with a code) and POST /token (the code exchange).
 After every block it prints the RSS of the local-run process (moto lives in it) and of `chalice local`,
-and the p50/p95/p99/max of the exchanges in that block. Healthy means both columns stay flat.
+the items in moto's tables, and the p50/p95/p99/max of the exchanges in that block. Healthy means
+latency stays flat and memory follows only the items (each exchange leaves a grant and a refresh
+token, which live for days; used codes go with the TTL sweep, chalicelib/local_moto.py).
 
     .venv/bin/python bench/soak_local.py [--exchanges 10000] [--block 1000]
 """
@@ -23,6 +25,7 @@ from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import boto3
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +38,7 @@ CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
-def start_local_run(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_local_run(log: Path) -> tuple[subprocess.Popen[bytes], str, int]:
     port, moto_port = free_port(), free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OAUTH_", "API_", "KMS_"))}
@@ -47,7 +50,7 @@ def start_local_run(log: Path) -> tuple[subprocess.Popen[bytes], str]:
     while time.monotonic() < deadline and process.poll() is None:
         try:
             if requests.get(issuer + "/.well-known/oauth-authorization-server", timeout=2).ok:
-                return process, issuer
+                return process, issuer, moto_port
         except requests.RequestException:
             pass
         time.sleep(0.3)
@@ -75,6 +78,14 @@ def rss_mb(pid: int) -> float:
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def stored_items(moto_port: int) -> int:
+    """Items in every table of the local run's moto (its DescribeTable counts them live)."""
+    dynamodb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    return sum(dynamodb.describe_table(TableName=name)["Table"]["ItemCount"]
+               for name in dynamodb.list_tables()["TableNames"])
 
 
 def authorize_url(issuer: str) -> str:
@@ -121,12 +132,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def soak(exchanges: int, block: int) -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        process, issuer = start_local_run(Path(scratch) / "local-run.log")
+        process, issuer, moto_port = start_local_run(Path(scratch) / "local-run.log")
         try:
             browser = requests.Session()
             sign_in(browser, issuer)
             chalice = children(process.pid)
-            print(f"{'exchanges':>9} {'local run MB':>12} {'chalice MB':>10} {'p50 ms':>7} {'p95 ms':>7} "
+            print(f"{'exchanges':>9} {'local run MB':>12} {'chalice MB':>10} {'items':>6} {'p50 ms':>7} {'p95 ms':>7} "
                   f"{'p99 ms':>7} {'max ms':>7} {'block s':>7}", flush=True)
             done, started = 0, time.monotonic()
             while done < exchanges:
@@ -135,7 +146,7 @@ def soak(exchanges: int, block: int) -> None:
                 latencies = [one_exchange(browser, issuer) for _ in range(size)]
                 done += size
                 chalice_mb = sum(rss_mb(pid) for pid in chalice)
-                print(f"{done:>9} {rss_mb(process.pid):>12.0f} {chalice_mb:>10.0f} "
+                print(f"{done:>9} {rss_mb(process.pid):>12.0f} {chalice_mb:>10.0f} {stored_items(moto_port):>6} "
                       f"{statistics.median(latencies):>7.1f} {percentile(latencies, 0.95):>7.1f} "
                       f"{percentile(latencies, 0.99):>7.1f} {max(latencies):>7.1f} "
                       f"{time.monotonic() - block_started:>7.1f}", flush=True)

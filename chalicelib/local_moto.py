@@ -1,7 +1,9 @@
 """The embedded moto server of the local run, made fit for a day of use.
 
-Two changes to moto's server, both applied only in the local run's process (never in Lambda):
+Three changes to moto's server, all applied only in the local run's process (never in Lambda):
 - moto is not linearizable under threads (real DynamoDB is), so requests are serialised.
+- moto has no TTL: it keeps every expired item (used codes, parked requests) for ever. A sweeper does
+  what DynamoDB's TTL does, so a day of use does not grow memory by items no read can return.
 - moto's TransactWriteItems backs up every table it touches with `copy.deepcopy(table)` once per
   transaction item, so its cost grows with the table: a code exchange (one transaction) cost about
   10.5 MB and ~300 ms after a few thousand exchanges. We keep moto's transaction logic (conditions,
@@ -15,9 +17,13 @@ from __future__ import annotations
 import copy
 import threading
 import types
-from typing import Any
+from typing import Any, Iterable, Iterator
+
+from chalicelib import clock
 
 _PATCHED = "_clipron_local_patch"
+_MOTO_LOCK = threading.RLock()  # one request at a time, and the TTL sweeper between them
+TTL_SWEEP_SECONDS = 30.0
 
 
 def serialize_moto_server() -> None:
@@ -27,10 +33,9 @@ def serialize_moto_server() -> None:
     original = DomainDispatcherApplication.__call__
     if getattr(original, _PATCHED, False):
         return
-    lock = threading.RLock()
 
     def call(self: Any, environ: Any, start_response: Any) -> Any:
-        with lock:
+        with _MOTO_LOCK:
             return original(self, environ, start_response)
 
     setattr(call, _PATCHED, True)
@@ -113,8 +118,56 @@ def lighten_transactions() -> None:
     backend_type.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def _items(table: Any) -> Iterator[Any]:
+    for entry in list(table.items.values()):
+        yield from (list(entry.values()) if table.range_key_attr else [entry])
+
+
+def expire_items(backends: Iterable[Any], now: float) -> int:
+    """DynamoDB's TTL, which moto lacks: delete every item whose TTL attribute (epoch seconds) has passed.
+
+    DynamoDB does this within days and the store already ignores expired items on every read, so no
+    answer changes; only the memory moto would otherwise keep for ever is freed. Returns how many went.
+    """
+    expired = 0
+    for backend in backends:
+        for table in list(backend.tables.values()):
+            attribute = table.ttl.get("AttributeName") if table.ttl.get("TimeToLiveStatus") == "ENABLED" else None
+            if attribute is None:
+                continue
+            for item in _items(table):
+                ttl = item.attrs.get(attribute)
+                if ttl is not None and ttl.type == "N" and float(ttl.value) < now:
+                    table.delete_item(item.hash_key, item.range_key)
+                    expired += 1
+            if table.range_key_attr:  # moto leaves a partition behind when emptied or merely read
+                for hash_key in [key for key, partition in table.items.items() if not partition]:
+                    del table.items[hash_key]
+    return expired
+
+
+def _dynamodb_backends() -> list[Any]:
+    from moto.dynamodb.models import dynamodb_backends
+
+    # dict.values: moto's BackendDict would create a backend for every region on plain access
+    return [backend for account in dict.values(dynamodb_backends) for backend in dict.values(account)]
+
+
+def sweep_expired_items(interval: float = TTL_SWEEP_SECONDS) -> threading.Event:
+    """Run `expire_items` every `interval` seconds between requests; set the returned event to stop."""
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while not stop.wait(interval):
+            with _MOTO_LOCK:
+                expire_items(_dynamodb_backends(), clock.now())
+
+    threading.Thread(target=sweep, name="moto-ttl-sweeper", daemon=True).start()
+    return stop
+
+
 def start_moto(port: int) -> Any:
-    """moto's threaded server (DynamoDB + KMS) on 127.0.0.1:port, serialised and with light transactions."""
+    """moto's threaded server (DynamoDB + KMS) on 127.0.0.1:port: serialised, light transactions, TTL."""
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -124,4 +177,5 @@ def start_moto(port: int) -> Any:
     lighten_transactions()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    sweep_expired_items()  # a daemon thread: it ends with the local run's process
     return server

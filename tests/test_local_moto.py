@@ -1,7 +1,8 @@
-"""The local run's moto: TransactWriteItems stays all-or-nothing and no longer copies the whole table.
+"""The local run's moto: TransactWriteItems stays all-or-nothing and no longer copies the whole table;
+expired items go, as DynamoDB's TTL makes them go.
 
 The backend is driven directly (a private DynamoDBBackend, no HTTP), with the same patch the local run
-applies (chalicelib.local_moto.lighten_transactions).
+applies (chalicelib.local_moto.lighten_transactions) and its TTL sweep (chalicelib.local_moto.expire_items).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 from moto.dynamodb.exceptions import MultipleTransactionsException, TransactionCanceledException
 from moto.dynamodb.models import DynamoDBBackend
 
-from chalicelib.local_moto import lighten_transactions
+from chalicelib.local_moto import expire_items, lighten_transactions
 
 TABLE = "soak"
 
@@ -91,3 +92,38 @@ def test_a_transaction_costs_its_items_not_the_table(backend):
     finally:
         tracemalloc.stop()
     assert peak < 512 * 1024, f"one two-item transaction allocated {peak} bytes"
+
+
+def _ttl_put(backend: DynamoDBBackend, pk: str, ttl: int | None, sk: str = "A") -> None:
+    item = {"pk": {"S": pk}, "sk": {"S": sk}} | ({"ttl": {"N": str(ttl)}} if ttl is not None else {})
+    backend.put_item(TABLE, item)
+
+
+def test_items_past_their_ttl_are_swept_and_nothing_else(backend):
+    """moto has no TTL: without the sweep every used code of a day of use stayed in memory."""
+    backend.update_time_to_live(TABLE, {"Enabled": True, "AttributeName": "ttl"})
+    _ttl_put(backend, "used-code", 999)
+    _ttl_put(backend, "parked", 999, sk="B")
+    _ttl_put(backend, "parked", 2000, sk="C")
+    _ttl_put(backend, "live-token", 1001)
+    _ttl_put(backend, "user", None)
+    assert expire_items([backend], now=1000) == 2
+    assert _item(backend, "used-code") is None
+    assert backend.get_item(TABLE, {"pk": {"S": "parked"}, "sk": {"S": "B"}}) is None
+    assert backend.get_item(TABLE, {"pk": {"S": "parked"}, "sk": {"S": "C"}}) is not None
+    assert _item(backend, "live-token") is not None and _item(backend, "user") is not None
+
+
+def test_the_sweep_drops_the_empty_partitions_moto_leaves(backend):
+    """moto's get_item on a missing key creates an empty partition that nothing ever removes."""
+    backend.update_time_to_live(TABLE, {"Enabled": True, "AttributeName": "ttl"})
+    _ttl_put(backend, "used-code", 999)
+    assert _item(backend, "never-stored") is None
+    expire_items([backend], now=1000)
+    assert {key.value for key in backend.tables[TABLE].items} == set()
+
+
+def test_no_sweep_where_ttl_is_not_enabled(backend):
+    _ttl_put(backend, "kept", 1)
+    assert expire_items([backend], now=1000) == 0
+    assert _item(backend, "kept") is not None
