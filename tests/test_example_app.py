@@ -26,6 +26,17 @@ def form_fields(html: str) -> dict[str, str]:
             for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html)}
 
 
+def sign_in_and_decide(issuer: str, app: str, decision: str) -> tuple[requests.Session, requests.Response]:
+    """A browser starts at the example's /login, signs in at Clipron as the demo user and answers the consent
+    page with `decision`; returns the browser and where that answer led."""
+    browser = requests.Session()
+    login = browser.get(app + "/login", timeout=10)
+    consent = browser.post(issuer + "/login", timeout=10,
+                           data={**form_fields(login.text), "email": DEMO_EMAIL, "password": DEMO_PASSWORD})
+    return browser, browser.post(issuer + "/consent", data={**form_fields(consent.text), "decision": decision},
+                                 timeout=10)
+
+
 def test_example_app_signs_in_with_pkce_and_calls_the_api(server):
     port = free_port()
     client = register_client(server.issuer, f"http://127.0.0.1:{port}/callback")
@@ -58,12 +69,7 @@ def test_example_app_reports_a_denied_consent(server):
     port = free_port()
     client = register_client(server.issuer, f"http://127.0.0.1:{port}/callback", name="Denied App")
     with example_app(server.issuer, client["client_id"], client["client_secret"], port) as app:
-        browser = requests.Session()
-        login = browser.get(app + "/login", timeout=10)
-        consent = browser.post(server.issuer + "/login", timeout=10,
-                               data={**form_fields(login.text), "email": DEMO_EMAIL, "password": DEMO_PASSWORD})
-        denied = browser.post(server.issuer + "/consent", data={**form_fields(consent.text), "decision": "deny"},
-                              timeout=10)
+        browser, denied = sign_in_and_decide(server.issuer, app, "deny")
         # a self-registered app's redirect URI is not trusted (RFC 9700 §4.11.2): our page tells the user
         # and the user follows its link back to the app, which reports the denial
         assert denied.status_code == 200 and "code=" not in denied.url
@@ -85,11 +91,6 @@ def test_example_app_as_a_public_client_uses_pkce_alone(server):
     client = response.json()
     assert "client_secret" not in client
     with example_app(server.issuer, client["client_id"], None, port) as app:
-        browser = requests.Session()
-        login = browser.get(app + "/login", timeout=10)
-        consent = browser.post(server.issuer + "/login", timeout=10,
-                               data={**form_fields(login.text), "email": DEMO_EMAIL, "password": DEMO_PASSWORD})
-        signed_in = browser.post(server.issuer + "/consent", data={**form_fields(consent.text), "decision": "allow"},
-                                 timeout=10)
+        browser, signed_in = sign_in_and_decide(server.issuer, app, "allow")
         assert 'id="signed-in"' in signed_in.text and "/v1/analyses (200)" in signed_in.text
         assert 'id="refreshed"' in browser.get(app + "/refresh", timeout=10).text
