@@ -35,6 +35,10 @@ class AlreadyExists(ConditionFailed):
     """A put that must create found the key taken."""
 
 
+class QuotaReached(StoreError):
+    """A write would take a count past its limit (e.g. an owner's applications): nothing was written."""
+
+
 class LimitReached(StoreError):
     """A throttle counter read together with an item is at its limit (`slot` names which)."""
 

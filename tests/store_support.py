@@ -72,6 +72,14 @@ def scan_kinds(store: Any) -> dict[str, int]:
     return {kind: kinds.count(kind) for kind in dict.fromkeys(kinds)}
 
 
+def drop_app_counter(store: Any, owner_id: str) -> None:
+    """Forget an owner's app counter, as for apps created before the counter existed."""
+    if isinstance(store, memory.MemoryStore):
+        store._items.pop((f"user#{owner_id}", "apps"), None)
+    else:
+        Item(f"user#{owner_id}", "apps").delete()
+
+
 def pending_authorization_requests(store: Any) -> int:
     """Parked authorization requests not consumed yet (a consumed one stays, marked used, until its TTL)."""
     if isinstance(store, memory.MemoryStore):

@@ -20,13 +20,21 @@ from chalicelib.records import (
     GrantRecord,
     LimitReached,
     OpenIdRequest,
+    QuotaReached,
     RefreshTokenRecord,
     RegistrationTokenRecord,
     SessionRecord,
     UserRecord,
 )
 from chalicelib.store.memory import MemoryStore
-from tests.store_support import list_client_grant_ids, put_grant, put_refresh_token, save_client, scan_kinds
+from tests.store_support import (
+    drop_app_counter,
+    list_client_grant_ids,
+    put_grant,
+    put_refresh_token,
+    save_client,
+    scan_kinds,
+)
 from tests.token_helpers import freeze_clock
 
 
@@ -358,6 +366,38 @@ def test_throttle_slots_reserve_up_to_the_limit_and_give_back(store):
     store.give_back_slot(slot)
     store.give_back_slot(slot)  # never below zero
     assert store.counter(slot) == 0
+
+
+def test_an_owners_applications_are_counted_within_the_limit(store):
+    """create_client with max_owned: QuotaReached, nothing written, once the owner has that many; a
+    deletion frees a place (once, even when repeated); other owners and unlimited creations unaffected."""
+    for n in (1, 2):
+        store.create_client(_client(f"app_{n}", owner_id="usr_1"), max_owned=2)
+    with pytest.raises(QuotaReached):
+        store.create_client(_client("app_3", owner_id="usr_1"), max_owned=2)
+    assert store.get_client("app_3") is None and len(store.list_owned_apps("usr_1")) == 2
+    store.create_client(_client("app_4", owner_id="usr_2"), max_owned=2)  # another owner has its own count
+    store.delete_client(store.get_client("app_1"))
+    store.delete_client(_client("app_1", owner_id="usr_1"))  # again: counted down once only
+    store.create_client(_client("app_3", owner_id="usr_1"), max_owned=2)
+    with pytest.raises(QuotaReached):
+        store.create_client(_client("app_5", owner_id="usr_1"), max_owned=2)
+    store.create_client(_client("app_6", owner_id="usr_1"))  # no limit asked (operator tools): still counted
+    with pytest.raises(QuotaReached):
+        store.create_client(_client("app_7", owner_id="usr_1"), max_owned=3)
+
+
+def test_apps_made_before_the_counter_existed_count_too(store):
+    """An owner whose apps predate the counter: the count starts from the index items."""
+    for n in (1, 2):
+        store.create_client(_client(f"app_{n}", owner_id="usr_1"))
+    drop_app_counter(store, "usr_1")
+    with pytest.raises(QuotaReached):
+        store.create_client(_client("app_3", owner_id="usr_1"), max_owned=2)
+    drop_app_counter(store, "usr_1")
+    store.delete_client(store.get_client("app_1"))
+    store.create_client(_client("app_3", owner_id="usr_1"), max_owned=2)
+    assert sorted(app.client_id for app in store.list_owned_apps("usr_1")) == ["app_2", "app_3"]
 
 
 def test_reads_with_limits_refuse_while_a_counter_is_full_and_read_nothing_else(store):

@@ -421,6 +421,39 @@ def test_the_parked_request_quota_is_the_flows_own_rule_per_source(aws, frozen):
     assert flow.start(pairs, None, "203.0.113.91").kind == "login"
 
 
+@pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
+def test_parallel_app_creations_never_exceed_the_quota(aws):
+    """Check-then-act (count the apps, then create) let 8 parallel creations through past a quota of 3;
+    the counter's condition inside the creating transaction lets exactly 3 through, every round."""
+    from chalicelib.oauth.developer import AppForm
+    from chalicelib.oauth.errors import InvalidRequest
+    from tests.developer_support import plain_user
+
+    limits(aws, max_apps_per_user=3)
+    developer = wiring.services().developer
+    form = AppForm("Racer", "web", ["https://race.example/cb"], ["read:analysis"])
+    for round_number in range(6):  # repeated, each round with a fresh owner, to catch the window
+        owner = plain_user(aws, f"racer{round_number}@example.com")
+        outcomes: list[str] = []
+        barrier = threading.Barrier(8)
+
+        def create() -> None:
+            barrier.wait()
+            try:
+                developer.create(owner, form)
+                outcomes.append("created")
+            except InvalidRequest:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 5, (round_number, outcomes)
+        assert len(aws.store.list_owned_apps(owner)) == 3
+
+
 def test_apps_per_user_in_developer_settings_are_limited(aws, http):
     from tests.developer_support import sign_in as developer
 

@@ -16,7 +16,7 @@ from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.cimd import MAX_METADATA_URL, app_ref, client_id_from_ref, document_host, is_metadata_url
 from chalicelib.oauth.clients import MAX_CLIENT_ID, valid_client_id
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, InvalidRequest, TemporarilyUnavailable
-from chalicelib.records import ClientRecord, ConditionFailed, ConsentRecord, OwnedApp
+from chalicelib.records import ClientRecord, ConditionFailed, ConsentRecord, OwnedApp, QuotaReached
 from chalicelib.settings import Settings
 
 # the choices Developer Settings offers, in the order the form shows them
@@ -33,7 +33,7 @@ class AppNotFound(Exception):
 
 class DeveloperStore(Protocol):
     def get_client(self, client_id: str) -> ClientRecord | None: ...
-    def create_client(self, client: ClientRecord) -> None: ...
+    def create_client(self, client: ClientRecord, max_owned: int | None = None) -> None: ...
     def update_client(
         self, client_id: str, change: Callable[[ClientRecord], None], attempts: int = 3
     ) -> ClientRecord | None: ...
@@ -159,10 +159,11 @@ class Developer:
 
     def create(self, user_id: str, form: AppForm) -> registration.RegisteredClient:
         """A new application owned by the user; its secret (confidential apps) is returned once, here."""
-        if len(self.store.list_owned_apps(user_id)) >= self.max_apps:
-            raise InvalidRequest("you have reached the number of applications one account may register")
         registered = registration.build_client(form_metadata(form), user_id, self.clock())
-        self.store.create_client(registered.client)
+        try:  # MAX_APPS_PER_USER: the counter's condition, in the creating transaction
+            self.store.create_client(registered.client, max_owned=self.max_apps)
+        except QuotaReached:
+            raise InvalidRequest("you have reached the number of applications one account may register") from None
         audit.emit("client.created", client_id=registered.client.client_id, owner_id=user_id, via="developer")
         return registered
 

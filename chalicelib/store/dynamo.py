@@ -38,6 +38,7 @@ from chalicelib.records import (
     GrantRecord,
     LimitReached,
     OwnedApp,
+    QuotaReached,
     RefreshTokenRecord,
     RegistrationTokenRecord,
     ResourceServerRecord,
@@ -54,6 +55,7 @@ from chalicelib.settings import Settings
 from chalicelib.store import layout
 
 _CONDITION_CODES = {"ConditionalCheckFailedException", "TransactionCanceledException"}
+_COUNTER_ATTEMPTS = 5  # a transaction on a counter lost to a concurrent one is tried again
 
 
 class _SharedConnectionModel(Model):
@@ -311,17 +313,50 @@ class DynamoStore:
     def put_metadata_client(self, client: ClientRecord) -> None:
         self._put(_item("cimd", f"cimd#{client.client_id}", "cimd", client))
 
-    def create_client(self, client: ClientRecord) -> None:
-        """Write the client and, for an owned app, the owner's index item, all or nothing."""
+    def create_client(self, client: ClientRecord, max_owned: int | None = None) -> None:
+        """Write the client and, for an owned app, the owner's index item and one more on the owner's app
+        counter, all or nothing. With `max_owned`: QuotaReached, nothing written, when the owner already
+        has that many (the counter's condition decides, so parallel creations never exceed it)."""
         item = self._client_item(client)
-        try:
-            with _translated(AlreadyExists), _transaction() as transaction:
-                transaction.save(item, condition=Item.pk.does_not_exist())
-                if client.owner_id:
-                    transaction.save(self._owned_app_item(client))
-        except AlreadyExists:
-            if not self._holds(item):  # our own committed write, retried after a lost answer
-                raise
+        for _ in range(_COUNTER_ATTEMPTS):
+            try:
+                with _translated(), _transaction() as transaction:
+                    transaction.save(item, condition=Item.pk.does_not_exist())
+                    if client.owner_id:
+                        transaction.save(self._owned_app_item(client))
+                        self._count_app(transaction, client.owner_id, 1, max_owned)
+                return
+            except ConditionFailed:
+                if self._holds(item):  # our own committed write, retried after a lost answer
+                    return
+                if not client.owner_id:
+                    raise AlreadyExists("ConditionalCheckFailedException") from None
+                count = self._owned_count(client.owner_id)
+                if max_owned is not None and count is not None and count >= max_owned:
+                    raise QuotaReached("the owner has reached the number of applications") from None
+        raise AlreadyExists("ConditionalCheckFailedException")
+
+    @staticmethod
+    def _count_app(transaction: TransactWrite, owner_id: str, delta: int, limit: int | None = None) -> None:
+        """Add `delta` to the owner's app counter inside `transaction`, which fails while the counter is
+        missing (`_owned_count` makes it) or would leave 0..limit."""
+        condition = Item.count.exists() & (Item.count > 0 if delta < 0 else Item.count >= 0)
+        if limit is not None:
+            condition &= Item.count < limit
+        transaction.update(Item(f"user#{owner_id}", "apps"), actions=[Item.count.add(delta)], condition=condition)
+
+    def _owned_count(self, owner_id: str) -> int | None:
+        """The owner's app counter; made from the owner's index items when missing (apps created before
+        the counter existed). None when it was missing: the caller retries its transaction. Only the first
+        conditional put wins, and nothing changes the apps while no counter exists (every change conditions
+        on it), so the count it starts from is exact."""
+        item = self._get(f"user#{owner_id}", "apps")
+        if item is not None:
+            return int(item.count or 0)
+        counter = Item(f"user#{owner_id}", "apps", kind="app-count", count=len(self.list_owned_apps(owner_id)))
+        with contextlib.suppress(ConditionFailed), _translated():
+            counter.save(condition=Item.pk.does_not_exist())
+        return None
 
     def update_client(
         self, client_id: str, change: Callable[[ClientRecord], None], attempts: int = 3
@@ -360,10 +395,22 @@ class DynamoStore:
         raise ConditionFailed("the item changed on every attempt")
 
     def delete_client(self, client: ClientRecord) -> None:
-        with _translated(), _transaction() as transaction:
-            transaction.delete(Item(f"client#{client.client_id}", "client"))
-            if client.owner_id:
-                transaction.delete(Item(f"user#{client.owner_id}", f"app#{client.client_id}"))
+        """Delete the client and, for an owned app, its index item, one less on the owner's app counter."""
+        owned = Item(f"user#{client.owner_id}", f"app#{client.client_id}")
+        for _ in range(_COUNTER_ATTEMPTS):
+            try:
+                with _translated(), _transaction() as transaction:
+                    transaction.delete(Item(f"client#{client.client_id}", "client"))
+                    if client.owner_id:
+                        transaction.delete(owned, condition=Item.pk.exists())  # counted down once only
+                        self._count_app(transaction, client.owner_id, -1)
+                return
+            except ConditionFailed:
+                if self._get(owned.pk, owned.sk) is None:  # deleted already (ours retried, or another's)
+                    self._delete(f"client#{client.client_id}", "client")
+                    return
+                self._owned_count(client.owner_id or "")
+        raise ConditionFailed("the application's counter changed on every attempt")
 
     def list_owned_apps(self, owner_id: str) -> list[OwnedApp]:
         return [r for r in (_record(OwnedApp, i) for i in self._query(f"user#{owner_id}", "app#")) if r]

@@ -28,6 +28,7 @@ from chalicelib.records import (
     GrantRecord,
     LimitReached,
     OwnedApp,
+    QuotaReached,
     RefreshTokenRecord,
     RegistrationTokenRecord,
     ResourceServerRecord,
@@ -165,14 +166,24 @@ class MemoryStore:
     def put_metadata_client(self, client: ClientRecord) -> None:
         self._put((f"cimd#{client.client_id}", "cimd"), _item("cimd", client))
 
-    def create_client(self, client: ClientRecord) -> None:
-        """The client and, for an owned app, the owner's index item, all or nothing."""
+    def create_client(self, client: ClientRecord, max_owned: int | None = None) -> None:
+        """The client and, for an owned app, the owner's index item and one more on the owner's app
+        counter, all or nothing; QuotaReached, nothing written, when the owner already has `max_owned`."""
         key = (f"client#{client.client_id}", "client")
         with self._transaction(AlreadyExists) as transaction:
             transaction.check(key not in self._items)
-            transaction.put(key, _item("client", client))
             if client.owner_id:
+                count = self._owned_count(client.owner_id)
+                if max_owned is not None and count >= max_owned:
+                    raise QuotaReached("the owner has reached the number of applications")
                 transaction.put(*self._owned_app_item(client))
+                transaction.put((f"user#{client.owner_id}", "apps"), {"kind": "app-count", "count": count + 1})
+            transaction.put(key, _item("client", client))
+
+    def _owned_count(self, owner_id: str) -> int:
+        """The owner's app counter (made from the index items when missing, as DynamoStore does)."""
+        counter = self._items.get((f"user#{owner_id}", "apps"))
+        return int(counter["count"]) if counter is not None else len(self.list_owned_apps(owner_id))
 
     def update_client(
         self, client_id: str, change: Callable[[ClientRecord], None], attempts: int = 3
@@ -202,10 +213,14 @@ class MemoryStore:
         raise ConditionFailed("the item changed on every attempt")
 
     def delete_client(self, client: ClientRecord) -> None:
+        """The client and, for an owned app, its index item, one less on the owner's app counter."""
+        owned = (f"user#{client.owner_id}", f"app#{client.client_id}")
         with self._transaction() as transaction:
             transaction.delete((f"client#{client.client_id}", "client"))
-            if client.owner_id:
-                transaction.delete((f"user#{client.owner_id}", f"app#{client.client_id}"))
+            if client.owner_id and owned in self._items:  # counted down once only
+                count = self._owned_count(client.owner_id)
+                transaction.delete(owned)
+                transaction.put((f"user#{client.owner_id}", "apps"), {"kind": "app-count", "count": count - 1})
 
     def list_owned_apps(self, owner_id: str) -> list[OwnedApp]:
         return [r for r in (_record(OwnedApp, i) for _, i in self._query(f"user#{owner_id}", "app#")) if r]
