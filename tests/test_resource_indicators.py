@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib.oauth.errors import InvalidToken
 from tests.authorize_support import (
+    V,
     add_client,
     add_user,
     assert_redirect_error,
@@ -75,6 +76,27 @@ def test_code_exchange_for_a_resource_outside_the_grant_is_invalid_target(rw, ht
     if asked:
         assert asked not in payload.get("error_description", "")  # fixed descriptions, never the input
     tokens_of(exchange(http, c1, code, resource=None))  # the code was not spent by the refused request
+
+
+def test_several_resources_at_the_token_endpoint_are_invalid_target_and_spend_nothing(rw, http):
+    """RFC 8707 §2 lets a token request repeat `resource`; a token here names one audience, so two targets are
+    refused as a whole (invalid_target), never answered for one of them. The same one twice is one."""
+    c1, cc1 = rw.world.clients["C1"], rw.world.clients["CC1"]
+    code = rw.world.issue_code(c1, scope="read:analysis read:project", resources=[MCP, OTHER])
+    form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", c1.redirect_uris[0]),
+            ("code_verifier", V)]
+    for targets in ([MCP, OTHER], [OTHER, MCP, OTHER]):
+        resources = [("resource", target) for target in targets]
+        assert_error(post_token(http, form + resources, auth_for(c1)), 400, "invalid_target")
+    first = tokens_of(post_token(http, form + [("resource", OTHER), ("resource", OTHER)], auth_for(c1)))
+    assert claims_of(first["access_token"])["aud"] == OTHER  # the code was not spent by the refused requests
+    again = [("grant_type", "refresh_token"), ("refresh_token", first["refresh_token"])]
+    assert_error(post_token(http, again + [("resource", MCP), ("resource", OTHER)], auth_for(c1)), 400,
+                 "invalid_target")
+    machine = [("grant_type", "client_credentials"), ("resource", OTHER), ("resource", API)]
+    assert_error(post_token(http, machine, auth_for(cc1)), 400, "invalid_target")
+    exchange_twice = [("grant_type", "authorization_code"), ("code", "x"), ("code", "y")]
+    assert_error(post_token(http, exchange_twice, auth_for(c1)), 400, "invalid_request")  # others stay single
 
 
 def test_refresh_may_name_any_resource_of_the_grant_never_a_new_one(rw, http):

@@ -65,27 +65,34 @@ def error_response(error: OAuthError) -> Response:
     return json_response(error.body(), error.status, error.headers)
 
 
-def unique_parameters(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """Parameters as a dict, refusing any name sent twice (RFC 6749 §3.1, §3.2): no value wins silently."""
+def unique_parameters(pairs: list[tuple[str, str]], repeatable: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Parameters as a dict, refusing any name sent twice (RFC 6749 §3.1, §3.2): no value wins silently.
+
+    A `repeatable` name (RFC 8707 §2 `resource`, RFC 8693 `audience`) may come several times: its distinct
+    values arrive separated by spaces, which no URI contains, so the oauth/ rule that accepts one target
+    per token refuses them as a whole (`invalid_target`) instead of keeping one."""
     if len(pairs) > MAX_PARAMETERS:
         raise InvalidRequest("too many parameters")
     values: dict[str, str] = {}
     for name, value in pairs:
         if any(ch in name for ch in "\x00\ufffd\ufeff"):  # a NUL, a broken byte or a BOM: no real name
             raise InvalidRequest("a parameter name is not valid text")
-        if name in values:
+        if name in values and name not in repeatable:
             raise InvalidRequest("a parameter was sent more than once")
         if len(value) > MAX_VALUE_LENGTH:
             raise InvalidRequest("a parameter value is too long")
         if any(ch in value for ch in "\x00\ufffd\ufeff"):
             raise InvalidRequest("a parameter value is not valid text")
-        values[name] = value
+        if name not in values:
+            values[name] = value
+        elif value not in values[name].split(" "):
+            values[name] = f"{values[name]} {value}"
     return values
 
 
-def form_parameters(request: Request) -> dict[str, str]:
+def form_parameters(request: Request, repeatable: frozenset[str] = frozenset()) -> dict[str, str]:
     """The form body of a POST, strictly: form-encoded only, UTF-8, no duplicates, bounded size."""
-    return unique_parameters(form_pairs(request))
+    return unique_parameters(form_pairs(request), repeatable)
 
 
 def form_pairs(request: Request) -> list[tuple[str, str]]:
@@ -144,12 +151,12 @@ def rate_limited(throttled: Throttled) -> OAuthError:
     return RateLimited(throttled.retry_after)
 
 
-def client_request(request: Request) -> tuple[dict[str, str], str | None]:
+def client_request(request: Request, repeatable: frozenset[str] = frozenset()) -> tuple[dict[str, str], str | None]:
     """A client's back-channel POST (token, revocation, introspection): the form and the one
     Authorization header. Parameters come from the body only: credentials never travel in the URL."""
     if request.query_params:
         raise InvalidRequest("parameters must be sent in the form body, not the URL")
-    return form_parameters(request), single_header(request, "authorization")
+    return form_parameters(request, repeatable), single_header(request, "authorization")
 
 
 def single_header(request: Request, name: str) -> str | None:

@@ -11,11 +11,12 @@ bp = Blueprint(__name__)
 # Chalice matches "*/*" against any Content-Type (chalice.app._matches_content_type), so it never answers
 # 415 with its own body here: every content type reaches form_parameters and gets an OAuth error.
 EVERY_CONTENT_TYPE = ["*/*"]
+TARGETS = frozenset({"resource", "audience"})  # RFC 8707 §2, RFC 8693 §2.1: may be sent several times
 
 
 @bp.route("/token", methods=["POST"], content_types=EVERY_CONTENT_TYPE)
 @guarded
 def token() -> Response:
-    form, authorization = client_request(bp.current_request)
+    form, authorization = client_request(bp.current_request, TARGETS)
     return json_response(services().token_endpoint.handle(form, authorization, source_address(bp.current_request)))
 
