@@ -17,6 +17,7 @@ from typing import Any
 from botocore.config import Config
 
 from chalicelib import clock, deadline
+from chalicelib.api.service import ClipronApi
 from chalicelib.crypto.envelope import Envelope
 from chalicelib.crypto.keyring import KeyRing
 from chalicelib.oauth.authorize import AuthorizationFlow
@@ -60,6 +61,7 @@ class Services:
     developer: Developer
     resource_guard: ResourceGuard
     api_store: ApiStore
+    api: ClipronApi
     userinfo: UserInfo
     logout: Logout
     _kms: Any = None
@@ -96,6 +98,7 @@ def build(settings: Settings) -> Services:
     resources = ResourceDirectory(store, settings, clock.now)
     id_tokens = IdTokens(keyring, settings, clock.now)
     throttle = Throttle(store, clock.now)
+    api_store = ApiStore()
     services = holder["services"] = Services(
         settings=settings,
         store=store,
@@ -113,7 +116,8 @@ def build(settings: Settings) -> Services:
         registrar=Registrar(store, clients, settings, clock.now, lambda: registrable_scopes(store)),
         developer=Developer(store, clients, settings, clock.now),
         resource_guard=ResourceGuard(access_tokens, settings),
-        api_store=ApiStore(),
+        api_store=api_store,
+        api=ClipronApi(api_store, throttle, settings, clock.now),
         userinfo=UserInfo(store, access_tokens, settings),
         logout=Logout(clients, id_tokens),
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from chalicelib.crypto.secrets import new_id
+from chalicelib.oauth.throttle import Limit, Throttle, subject_of
+from chalicelib.settings import Settings
 from chalicelib.store.api_store import AnalysisRecord, ApiStore, ProjectRecord
 
 NAME_LIMIT = 100
@@ -90,3 +92,21 @@ def seed_demo_analyses(store: ApiStore, user_id: str, now: int) -> None:
     ]
     for offset, (repository, status, summary) in enumerate(demos):
         store.put_analysis(AnalysisRecord(new_id("ana_"), user_id, repository, status, summary, now - 3600 * offset))
+
+
+class ClipronApi:
+    """The /v1 operations for the user a token names, with the per-user write quota; built once by wiring."""
+
+    def __init__(self, store: ApiStore, throttle: Throttle, settings: Settings, clock: Callable[[], int]) -> None:
+        self.store = store
+        self.throttle = throttle
+        self.write_limit = Limit("api-writes", settings.api_writes_per_user_per_minute, 60)
+        self.clock = clock
+
+    def analyses(self, user_id: str) -> list[dict[str, Any]]:
+        return list_analyses(self.store, user_id)
+
+    def create_project(self, user_id: str, payload: Any) -> dict[str, Any]:
+        # API_WRITES_PER_USER_PER_MINUTE: Throttled (429 temporarily_unavailable) before anything is validated or stored
+        self.throttle.take((self.write_limit, subject_of(user_id)))
+        return create_project(self.store, user_id, payload, self.clock())

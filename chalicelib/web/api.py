@@ -13,10 +13,8 @@ from typing import Any, Callable
 
 from chalice import Blueprint, Response
 
-from chalicelib import clock
 from chalicelib.api import service
 from chalicelib.oauth.resource import METADATA_PATH, protected_resource_metadata
-from chalicelib.oauth.throttle import Limit, subject_of
 from chalicelib.oauth.tokens import AccessTokenClaims
 from chalicelib.web.common import ANY_BODY, guarded, json_body, json_response
 from chalicelib.web.wellknown import PUBLIC
@@ -48,18 +46,14 @@ def me(claims: AccessTokenClaims) -> Response:
 @bp.route("/v1/analyses", methods=["GET"])
 @bearer("read:analysis")
 def analyses(claims: AccessTokenClaims) -> Response:
-    return json_response({"analyses": service.list_analyses(services().api_store, claims.sub)})
+    return json_response({"analyses": services().api.analyses(claims.sub)})
 
 
 @bp.route("/v1/projects", methods=["POST"], content_types=ANY_BODY)
 @bearer("write:project")
 def create_project(claims: AccessTokenClaims) -> Response:
-    request = bp.current_request
-    s = services()
-    # a quota on writes per user (API_WRITES_PER_USER_PER_MINUTE): Throttled -> 429 temporarily_unavailable
-    s.throttle.take((Limit("api-writes", s.settings.api_writes_per_user_per_minute, 60), subject_of(claims.sub)))
     try:
-        project = service.create_project(services().api_store, claims.sub, json_body(request), clock.now())
+        project = services().api.create_project(claims.sub, json_body(bp.current_request))
     except service.InvalidInput as error:
         return json_response(error.body(), 400)
     return json_response(project, 201)
