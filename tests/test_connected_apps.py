@@ -159,3 +159,13 @@ def test_a_code_issued_before_revoking_access_cannot_be_exchanged_after(aws, htt
     assert response.status_code == 400 and json.loads(response.body)["error"] == "invalid_grant"
     assert aws.store.get_grant("app_one", grant_id) is None
     assert aws.store.get_consent(user.user_id, "app_one") is None
+
+
+def test_a_scope_the_developer_withdrew_is_no_longer_listed(aws, user):
+    """The app's tokens lose a withdrawn scope at the next exchange or refresh (oauth/standing.current_scope):
+    the page shows what the app can still use, not what it once got."""
+    issue_grant(aws, "app_two", user.user_id, "read:analysis write:project")
+    aws.store.update_client("app_two", lambda client: setattr(client, "scopes", ["read:analysis"]))
+    html = user.get("/account/apps").body.decode()
+    assert "Project Sync" in html and "read:analysis" in html
+    assert "write:project" not in html and "Create and change your projects" not in html

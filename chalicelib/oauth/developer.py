@@ -16,6 +16,7 @@ from chalicelib.oauth import scopes as scope_rules
 from chalicelib.oauth.cimd import MAX_METADATA_URL, app_ref, client_id_from_ref, document_host, is_metadata_url
 from chalicelib.oauth.clients import MAX_CLIENT_ID, valid_client_id
 from chalicelib.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, InvalidRequest, TemporarilyUnavailable
+from chalicelib.oauth.standing import current_scope
 from chalicelib.records import ClientRecord, ConditionFailed, ConsentRecord, OwnedApp, QuotaReached
 from chalicelib.settings import Settings
 
@@ -205,25 +206,30 @@ class Developer:
 
     # -- Connected apps --
     def connected_apps(self, user_id: str) -> list[ConnectedApp]:
-        """Every application the user has authorised and that still exists, newest first."""
+        """Every application the user has authorised and that still exists, newest first, with the scopes it
+        can still use (a scope its owner withdrew since is gone from its tokens, so it is not listed)."""
         connected = []
         for consent in self.store.list_consents(user_id):
             identity = self._app_identity(consent.client_id)
             if identity is None:
                 continue
-            name, verified = identity
-            connected.append(ConnectedApp(consent.client_id, name, scope_rules.describe(consent.scopes),
+            name, verified, client = identity
+            usable = current_scope(" ".join(consent.scopes), client).split()
+            connected.append(ConnectedApp(consent.client_id, name, scope_rules.describe(usable),
                                           consent.granted_at, verified))
         return sorted(connected, key=lambda app: (-app.granted_at, app.name))
 
-    def _app_identity(self, client_id: str) -> tuple[str, bool] | None:
-        """(name, verified) of an app that still exists; a metadata-document client is listed even when its
-        cached document has lapsed (its grants live on), under the host that publishes it."""
+    def _app_identity(self, client_id: str) -> tuple[str, bool, ClientRecord | None] | None:
+        """(name, verified, the client as it is now) of an app that still exists; a metadata-document client
+        is listed even when its cached document has lapsed (its grants live on), under the host that
+        publishes it and with what it was granted."""
         if is_metadata_url(client_id):
             cached = self.store.get_metadata_client(client_id)
-            return (cached.name, cached.verified) if cached is not None else (document_host(client_id), False)
+            if cached is None:
+                return document_host(client_id), False, None
+            return cached.name, cached.verified, cached
         client = self.store.get_client(client_id)
-        return (client.name, client.verified) if client is not None else None
+        return (client.name, client.verified, client) if client is not None else None
 
     def revoke_access(self, user_id: str, client_ref: str) -> None:
         """Withdraw the user's consent: one write ends every grant issued under it, however many there are
