@@ -27,6 +27,7 @@ from tests.authorize_support import (
     sign_in,
     signed_in_browser,
 )
+from tests.race_support import all_at_once
 from tests.store_support import pending_authorization_requests, scan_kinds
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
@@ -294,7 +295,6 @@ def test_a_redirect_origin_unfit_for_a_header_is_never_pasted_into_the_policy(ht
 @pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
 def test_concurrent_decisions_on_one_parked_request_issue_one_code(aws, user):
     """The parked request is consumed by a conditional update: of 8 racing approvals exactly one wins."""
-    import threading
 
     from chalicelib.oauth.authorize import ParkedRequestGone
     from tests.authorize_support import CH
@@ -304,22 +304,8 @@ def test_concurrent_decisions_on_one_parked_request_issue_one_code(aws, user):
     step = flow.start(pairs, None)  # no session: the request is parked for the login
     request_id = step.request_id
     _, session = aws.sessions.start(user.user_id)
-    outcomes: list[str] = []
-    barrier = threading.Barrier(8)
-
-    def approve() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(flow.decide(request_id, session, allow=True))
-        except ParkedRequestGone:
-            outcomes.append("gone")
-
-    threads = [threading.Thread(target=approve) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(o == "gone" for o in outcomes) == [False] + [True] * 7
+    outcomes = all_at_once(*[lambda: flow.decide(request_id, session, allow=True)] * 8)
+    assert sorted(isinstance(o, ParkedRequestGone) for o in outcomes) == [False] + [True] * 7, outcomes
     assert len(codes()) == 1
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.developer_support import free_port
+from tests.race_support import all_at_once
 
 ROOT = Path(__file__).resolve().parent.parent
 BURST = 50
@@ -38,22 +39,8 @@ def test_fifty_concurrent_requests_all_get_an_answer(shared_local_run):
     """chalice local's accept queue of 5 dropped a burst's connections (clients waited for TCP's 1 s retransmit,
     or gave up); the local run queues 50 at once, so every connection is accepted by the kernel at once."""
     run = shared_local_run
-    start = threading.Barrier(BURST)
-    answers: list[int] = []
-    failures: list[str] = []
-
-    def fetch() -> None:
-        start.wait()
-        try:
-            response = requests.get(run.issuer + "/.well-known/jwks.json", timeout=(CONNECT_SECONDS, 60))
-            answers.append(response.status_code)
-        except requests.RequestException as error:
-            failures.append(type(error).__name__)
-
-    threads = [threading.Thread(target=fetch) for _ in range(BURST)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    fetch = functools.partial(requests.get, run.issuer + "/.well-known/jwks.json", timeout=(CONNECT_SECONDS, 60))
+    outcomes = all_at_once(*[fetch] * BURST, timeout=120)
+    failures = [type(o).__name__ for o in outcomes if isinstance(o, Exception)]
     assert failures == [], f"{len(failures)} of {BURST} requests failed: {sorted(set(failures))}\n{run.log()}"
-    assert answers == [200] * BURST
+    assert [o.status_code for o in outcomes] == [200] * BURST

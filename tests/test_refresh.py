@@ -5,14 +5,13 @@ counted from when the answer can have left (after the longest request)."""
 from __future__ import annotations
 
 import json
-import threading
 
 import boto3
 import pytest
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
-from chalicelib.oauth.errors import OAuthError
+from tests.race_support import all_at_once
 from tests.store_support import save_user
 from tests.token_helpers import (
     assert_error,
@@ -137,21 +136,7 @@ def test_rt09_ten_parallel_refreshes_get_one_response_and_one_chain(http, world,
     endpoint = endpoint_for(aws)
     form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
     authorization = basic(c1.client_id, c1.secret)["Authorization"]
-    results: list[object] = []
-    barrier = threading.Barrier(10)
-
-    def run() -> None:
-        barrier.wait()
-        try:
-            results.append(endpoint.handle(dict(form), authorization))
-        except OAuthError as error:
-            results.append(error.error)
-
-    threads = [threading.Thread(target=run) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = all_at_once(*[lambda: endpoint.handle(dict(form), authorization)] * 10)
     assert all(isinstance(r, dict) for r in results), results
     assert len({r["refresh_token"] for r in results}) == 1  # type: ignore[index]
     assert len({r["access_token"] for r in results}) == 1  # type: ignore[index]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import threading
 
 import pytest
 from botocore.exceptions import ClientError
@@ -22,6 +22,7 @@ from tests.lifecycle_helpers import (
     put_code,
     revoke,
 )
+from tests.race_support import all_at_once
 
 pytestmark = pytest.mark.store("memory")  # protocol rules only: MemoryStore, no AWS call
 
@@ -188,20 +189,8 @@ def test_r09_concurrent_revocations_all_succeed_and_revoke_one_family(clients):
     other = mint(clients, "c1")
     caller = clients.store.get_client("c1")
     revoker = clients.revoker
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            revoker.revoke(caller, minted.refresh_token)
-        except BaseException as error:  # noqa: BLE001 - collected and asserted below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    outcomes = all_at_once(*[functools.partial(revoker.revoke, caller, minted.refresh_token)] * 10)
+    assert [o for o in outcomes if isinstance(o, Exception)] == []
     assert grant_revoked(clients, minted)
     assert not grant_revoked(clients, other)
 

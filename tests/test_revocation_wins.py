@@ -9,7 +9,6 @@ linearizable: the interleavings are those of real requests.
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any, Callable
 
 from chalicelib import clock
@@ -21,6 +20,7 @@ from tests import authorize_support as front
 from tests import lifecycle_helpers as lifecycle
 from tests.developer_support import sign_in
 from tests.lifecycle_helpers import make_client
+from tests.race_support import all_at_once
 from tests.store_support import save_user
 from tests.token_helpers import CH, V, World, basic, endpoint_for, make_world
 
@@ -28,23 +28,8 @@ TRIALS = 40
 
 
 def _race(first: Callable[[], Any], second: Callable[[], Any]) -> list[Any]:
-    """Run both at once (released together by a barrier); each result, or the OAuthError it raised."""
-    barrier = threading.Barrier(2)
-    results: list[Any] = [None, None]
-
-    def run(index: int, action: Callable[[], Any]) -> None:
-        barrier.wait()
-        try:
-            results[index] = action()
-        except OAuthError as error:
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate((first, second))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
+    """Run both at once; each result, or the error it raised."""
+    return all_at_once(first, second, timeout=30)
 
 
 def _exchange(world: World, name: str, code: str) -> Callable[[], dict[str, Any]]:

@@ -5,7 +5,7 @@ exempt) and globally, and no limit an attacker can use to lock a real user or cl
 from __future__ import annotations
 
 import dataclasses
-import threading
+import functools
 from urllib.parse import urlencode
 
 import pytest
@@ -16,6 +16,7 @@ from chalicelib.crypto.secrets import digest
 from chalicelib.oauth import accounts
 from chalicelib.oauth.throttle import Throttled, source_of, subject_of, throttle_key
 from tests.authorize_support import EMAIL, PASSWORD, Browser, sign_in
+from tests.race_support import all_at_once
 from tests.token_helpers import (
     FORM,
     V,
@@ -83,22 +84,8 @@ def test_parallel_guesses_never_check_more_passwords_than_the_limit(aws, frozen,
         user(aws, email)
         checked.clear()
         passwords = [f"wrong-{i}" for i in range(19)] + [PASSWORD]
-        outcomes: list[object] = []
-        barrier = threading.Barrier(len(passwords))
-
-        def guess(password: str) -> None:
-            barrier.wait()
-            try:
-                outcomes.append(attempt(aws, email, password, "203.0.113.9"))
-            except Throttled as throttled:
-                outcomes.append(throttled)
-
-        threads = [threading.Thread(target=guess, args=(p,)) for p in reversed(passwords)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert len(outcomes) == 20
+        outcomes = all_at_once(*[functools.partial(attempt, aws, email, p, "203.0.113.9") for p in reversed(passwords)])
+        assert [o for o in outcomes if isinstance(o, Exception) and not isinstance(o, Throttled)] == []
         wrong_checked = [p for p in checked if p != PASSWORD]
         assert len(wrong_checked) <= 5, (round_number, len(checked))  # a right one gives its unit back
         assert sum(isinstance(o, Throttled) for o in outcomes) >= 14
@@ -422,6 +409,12 @@ def test_the_parked_request_quota_is_the_flows_own_rule_per_source(aws, frozen):
 
 
 @pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
+def _created_or_refused(outcome: object, refusal: type[Exception]) -> object:
+    if isinstance(outcome, refusal):
+        return "refused"
+    return outcome if isinstance(outcome, Exception) else "created"
+
+
 def test_parallel_app_creations_never_exceed_the_quota(aws):
     """Check-then-act (count the apps, then create) let 8 parallel creations through past a quota of 3;
     the counter's condition inside the creating transaction lets exactly 3 through, every round."""
@@ -434,22 +427,8 @@ def test_parallel_app_creations_never_exceed_the_quota(aws):
     form = AppForm("Racer", "web", ["https://race.example/cb"], ["read:analysis"])
     for round_number in range(6):  # repeated, each round with a fresh owner, to catch the window
         owner = plain_user(aws, f"racer{round_number}@example.com")
-        outcomes: list[str] = []
-        barrier = threading.Barrier(8)
-
-        def create() -> None:
-            barrier.wait()
-            try:
-                developer.create(owner, form)
-                outcomes.append("created")
-            except InvalidRequest:
-                outcomes.append("refused")
-
-        threads = [threading.Thread(target=create) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = [_created_or_refused(o, InvalidRequest)
+                    for o in all_at_once(*[functools.partial(developer.create, owner, form)] * 8)]
         assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 5, (round_number, outcomes)
         assert len(aws.store.list_owned_apps(owner)) == 3
 

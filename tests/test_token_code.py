@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
@@ -11,6 +10,7 @@ from chalicelib import clock
 from chalicelib.crypto.secrets import digest
 from chalicelib.oauth.errors import OAuthError
 from chalicelib.records import UserRecord
+from tests.race_support import all_at_once
 from tests.store_support import list_client_grant_ids, save_user
 from tests.token_helpers import (
     CH,
@@ -91,21 +91,8 @@ def test_t04_twenty_concurrent_redemptions_exactly_one_succeeds(aws, world):
             "code_verifier": V}
     authorization = basic(c1.client_id, c1.secret)["Authorization"]
     endpoint = endpoint_for(aws)
-    results: list[object] = []
-    barrier = threading.Barrier(20)
-
-    def redeem() -> None:
-        barrier.wait()
-        try:
-            results.append(endpoint.handle(dict(form), authorization))
-        except OAuthError as error:
-            results.append(error.error)
-
-    threads = [threading.Thread(target=redeem) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = [r.error if isinstance(r, OAuthError) else r
+               for r in all_at_once(*[lambda: endpoint.handle(dict(form), authorization)] * 20)]
     successes = [r for r in results if isinstance(r, dict)]
     assert len(successes) == 1
     assert sorted(r for r in results if not isinstance(r, dict)) == ["invalid_grant"] * 19
