@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from html import unescape
@@ -27,6 +26,7 @@ from chalicelib import clock
 from chalicelib.crypto.secrets import digest, new_id, new_token
 from chalicelib.oauth import accounts
 from chalicelib.records import CodeRecord, GrantRecord, RefreshTokenRecord, UserRecord
+from tests.server_support import served
 
 ISS = "http://127.0.0.1:8000"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -215,12 +215,5 @@ def example_app(issuer: str, client_id: str, client_secret: str | None, port: in
         sys.path.remove(str(ROOT / "examples"))
     config = clipron_webapp.Config(issuer, client_id, client_secret, f"http://127.0.0.1:{port}/callback",
                                    ["read:analysis"])
-    server = clipron_webapp.serve(config, port=port)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with served(clipron_webapp.serve(config, port=port)):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)

@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import sys
-import threading
 import time
 from html import unescape
 from typing import Iterator
@@ -20,6 +19,7 @@ import pytest
 import requests
 
 from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, REGISTRATION_TOKEN, ROOT, free_port
+from tests.server_support import served
 from tests.test_browser_flow import CHROMIUM, CHROMIUM_ARGS
 
 
@@ -54,15 +54,8 @@ def signin_app(issuer: str) -> Iterator[tuple[str, object]]:
     base_url = f"http://127.0.0.1:{free_port()}"
     client = register(issuer, base_url)
     config = module.Config(issuer, client["client_id"], client["client_secret"], base_url)
-    server = module.serve(config)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with served(module.serve(config)):
         yield base_url, module.ClipronOpenID(config)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def hidden_fields(page: str) -> dict[str, str]:

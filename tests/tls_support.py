@@ -12,7 +12,6 @@ import ipaddress
 import json
 import ssl
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.server_support import served
 
 HOST_NAMES = ("localhost", "cimd.test")
 
@@ -130,19 +131,17 @@ class TlsServer:
         context.load_cert_chain(cert, key)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._serving = served(self.httpd)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"https://{host}:{self.port}{path}"
 
     def __enter__(self) -> TlsServer:
-        self.thread.start()
+        self._serving.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+        self._serving.__exit__(*exc)
 
 
 def tls_server() -> Iterator[TlsServer]:
