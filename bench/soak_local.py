@@ -7,7 +7,10 @@ the items in moto's tables, and the p50/p95/p99/max of the exchanges in that blo
 latency stays flat and memory follows only the items (each exchange leaves a grant and a refresh
 token, which live for days; used codes go with the TTL sweep, chalicelib/local_moto.py).
 
-    .venv/bin/python bench/soak_local.py [--exchanges 10000] [--block 1000]
+    .venv/bin/python bench/soak_local.py [--exchanges 10000] [--block 1000] [--refresh-seconds N]
+
+With --refresh-seconds N the local run issues refresh tokens (and so grants) that expire after N and
+2N seconds: the stored state then stops growing once the TTL sweep catches up, and so must memory.
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
-def start_local_run(log: Path) -> tuple[subprocess.Popen[bytes], str, int]:
+def start_local_run(log: Path, settings: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, int]:
     port, moto_port = free_port(), free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OAUTH_", "API_", "KMS_"))}
-    env.update({"PORT": str(port), "MOTO_PORT": str(moto_port), "ISSUER_URL": issuer, "PYTHONUNBUFFERED": "1"})
+    env.update({"PORT": str(port), "MOTO_PORT": str(moto_port), "ISSUER_URL": issuer, "PYTHONUNBUFFERED": "1",
+                **settings})
     with log.open("wb") as output:
         process = subprocess.Popen([sys.executable, "-m", "chalicelib.local"], cwd=ROOT, env=env, stdout=output,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -130,9 +134,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def soak(exchanges: int, block: int) -> None:
+def soak(exchanges: int, block: int, settings: dict[str, str]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        process, issuer, moto_port = start_local_run(Path(scratch) / "local-run.log")
+        process, issuer, moto_port = start_local_run(Path(scratch) / "local-run.log", settings)
         try:
             browser = requests.Session()
             sign_in(browser, issuer)
@@ -161,8 +165,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exchanges", type=int, default=10_000, help="code exchanges in all (default 10000)")
     parser.add_argument("--block", type=int, default=1000, help="exchanges per printed line (default 1000)")
+    parser.add_argument("--refresh-seconds", type=int, help="refresh token lifetime (grants: twice that); "
+                        "default: the settings' days")
     args = parser.parse_args()
-    soak(args.exchanges, args.block)
+    lifetimes = {"REFRESH_IDLE_SECONDS": str(args.refresh_seconds),
+                 "REFRESH_ABSOLUTE_SECONDS": str(2 * args.refresh_seconds)} if args.refresh_seconds else {}
+    soak(args.exchanges, args.block, lifetimes)
 
 
 if __name__ == "__main__":

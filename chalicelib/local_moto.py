@@ -1,7 +1,10 @@
 """The embedded moto server of the local run, made fit for a day of use.
 
-Three changes to moto's server, all applied only in the local run's process (never in Lambda):
+Four changes to moto's server, all applied only in the local run's process (never in Lambda):
 - moto is not linearizable under threads (real DynamoDB is), so requests are serialised.
+- moto keeps every model object it ever creates in a class-level list (`instances_tracked`, for its
+  dashboard): every DynamoDB item written, updated, copied or deleted stayed in memory, about four
+  per code exchange. The local run does not track them.
 - moto has no TTL: it keeps every expired item (used codes, parked requests) for ever. A sweeper does
   what DynamoDB's TTL does, so a day of use does not grow memory by items no read can return.
 - moto's TransactWriteItems backs up every table it touches with `copy.deepcopy(table)` once per
@@ -118,6 +121,23 @@ def lighten_transactions() -> None:
     backend_type.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def stop_tracking_models() -> None:
+    """moto's BaseModel appends every instance to its class's `instances_tracked` and never lets go (the
+    /moto-api dashboard reads them); create models without that, and forget those tracked so far."""
+    from moto.core.common_models import BaseModel
+    from moto.core.model_instances import reset_model_data
+
+    if getattr(BaseModel.__new__, _PATCHED, False):
+        return
+
+    def new(cls: type, *args: Any, **kwargs: Any) -> Any:
+        return object.__new__(cls)
+
+    setattr(new, _PATCHED, True)
+    BaseModel.__new__ = staticmethod(new)  # type: ignore[method-assign, assignment]
+    reset_model_data()
+
+
 def _items(table: Any) -> Iterator[Any]:
     for entry in list(table.items.values()):
         yield from (list(entry.values()) if table.range_key_attr else [entry])
@@ -175,6 +195,7 @@ def start_moto(port: int) -> Any:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-call access log is noise here
     serialize_moto_server()
     lighten_transactions()
+    stop_tracking_models()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     sweep_expired_items()  # a daemon thread: it ends with the local run's process
