@@ -97,6 +97,27 @@ def shared_local_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium per worker for the tests that drive it from the test's thread; it holds the
+    thread's Playwright loop for the session, so async code (the agents test) runs in a thread of its own."""
+    from tests.browser_support import launched
+
+    with launched() as browser:
+        yield browser
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """A page in a fresh browser context: no cookie or storage from another test."""
+    context = chromium.new_context()
+    context.set_default_timeout(15000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session")
 def packaged(tmp_path_factory):
     """`chalice package` of each stage with its merge template, once per worker: {stage: (template, out dir)}."""
     from tests.package_support import package_stages

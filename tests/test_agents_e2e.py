@@ -18,8 +18,9 @@ import queue
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
@@ -27,6 +28,7 @@ import jwt
 import pytest
 import requests
 
+from tests.browser_support import launched, require_chromium
 from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, free_port, wait_until_served
 
 if TYPE_CHECKING:  # the SDK is imported where it is used: importing it costs every worker seconds at collection
@@ -36,9 +38,6 @@ if TYPE_CHECKING:  # the SDK is imported where it is used: importing it costs ev
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -98,25 +97,19 @@ class User:
         self.consent_pages: list[str] = []
 
     def authorize(self, url: str) -> None:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page()
-                page.goto(url)
-                assert page.title().startswith("Sign in"), page.title() + page.content()[:1500]
-                page.get_by_label("Email").fill(DEMO_EMAIL)
-                page.get_by_label("Password").fill(DEMO_PASSWORD)
-                page.get_by_role("button", name="Sign in").click()
-                page.wait_for_url("**/consent?request=*")
-                self.consent_pages.append(page.content())
-                # nothing listens on the agent's loopback callback: capture the request the redirect makes
-                with page.expect_request(lambda request: request.url.startswith(self.callback + "?")) as callback:
-                    page.get_by_role("button", name="Allow").click()
-                self.results.put(callback.value.url)
-            finally:
-                browser.close()
+        with launched() as browser:
+            page = browser.new_page()
+            page.goto(url)
+            assert page.title().startswith("Sign in"), page.title() + page.content()[:1500]
+            page.get_by_label("Email").fill(DEMO_EMAIL)
+            page.get_by_label("Password").fill(DEMO_PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url("**/consent?request=*")
+            self.consent_pages.append(page.content())
+            # nothing listens on the agent's loopback callback: capture the request the redirect makes
+            with page.expect_request(lambda request: request.url.startswith(self.callback + "?")) as callback:
+                page.get_by_role("button", name="Allow").click()
+            self.results.put(callback.value.url)
 
     async def redirect_handler(self, url: str) -> None:
         await anyio.to_thread.run_sync(self.authorize, url)
@@ -159,18 +152,24 @@ async def call(resource: str, provider: OAuthClientProvider, *tools: str) -> lis
     return results
 
 
+def run_async(function: Callable[..., Any], *args: Any) -> Any:
+    """anyio.run in a thread of its own: the worker's shared Chromium (conftest `chromium`) may hold this
+    thread's event loop for Playwright's sync API."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, function, *args).result()
+
+
 def claims(token: str) -> dict[str, Any]:
     return jwt.decode(token, options={"verify_signature": False})
 
 
 def test_an_agent_connects_with_nothing_but_the_server_url(world):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
+    require_chromium()
     resource, issuer = world["resource"], world["issuer"]
     user, storage = User(f"http://127.0.0.1:{free_port()}/callback"), Storage()
     provider = agent(resource, user, storage)
 
-    whoami, analyses = anyio.run(call, resource, provider, "whoami", "list_analyses")
+    whoami, analyses = run_async(call, resource, provider, "whoami", "list_analyses")
 
     # open registration: a public client, registered by the SDK itself, unverified on the consent page
     client_id = storage.client_info.client_id
@@ -190,7 +189,7 @@ def test_an_agent_connects_with_nothing_but_the_server_url(world):
 
     # a refresh: the access token has run out, the SDK refreshes (with `resource`) before the next call
     provider.context.token_expiry_time = time.time() - 1
-    (again,) = anyio.run(call, resource, provider, "whoami")
+    (again,) = run_async(call, resource, provider, "whoami")
     assert storage.tokens.access_token != first.access_token
     assert storage.tokens.refresh_token != first.refresh_token  # rotated
     assert claims(storage.tokens.access_token)["aud"] == resource
@@ -199,8 +198,7 @@ def test_an_agent_connects_with_nothing_but_the_server_url(world):
 
 
 def test_an_agent_identified_by_a_client_id_metadata_document(world):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
+    require_chromium()
     resource, documents = world["resource"], world["documents"]
     user, storage = User(f"http://127.0.0.1:{free_port()}/callback"), Storage()
     metadata_url = documents.url("/agent/client.json")
@@ -211,7 +209,7 @@ def test_an_agent_identified_by_a_client_id_metadata_document(world):
         "scope": "read:analysis write:project"}, **{"Cache-Control": "max-age=600"})
     provider = agent(resource, user, storage, metadata_url=metadata_url)
 
-    (whoami,) = anyio.run(call, resource, provider, "whoami")
+    (whoami,) = run_async(call, resource, provider, "whoami")
 
     assert storage.client_info.client_id == metadata_url  # no registration request: the URL is the client id
     assert whoami["client_id"] == metadata_url

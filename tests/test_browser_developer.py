@@ -7,17 +7,12 @@ on free ports). The third-party side is the requests-oauthlib example app.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, example_app, free_port
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}
 # an app may call itself anything of up to 100 characters, one long word included
@@ -44,20 +39,8 @@ def server(shared_local_run):
 
 
 @pytest.fixture
-def page():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) "
-                    "to run the browser tests", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context()
-            context.set_default_timeout(15000)
-            yield context.new_page()
-        finally:
-            browser.close()
+def page(browser_page):
+    return browser_page
 
 
 def fits_a_phone(page, url: str | None = None) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import urllib.error
 import urllib.request
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -21,9 +20,6 @@ from tests.authorize_support import CH, V
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 STATE = "browser state & = + % é"
 
 
@@ -45,39 +41,30 @@ def _exchange(issuer: str, code: str, redirect_uri: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read() or b"{}")
 
 
-def test_login_consent_redirect_and_code_exchange(local_run):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
+def test_login_consent_redirect_and_code_exchange(local_run, browser_page):
+    page = browser_page
     issuer = local_run
     redirect_uri = DEFAULTS["DEMO_REDIRECT_URI"]
     query = urlencode({"response_type": "code", "client_id": DEFAULTS["DEMO_CLIENT_ID"], "redirect_uri": redirect_uri,
                        "scope": "read:analysis read:project", "state": STATE, "code_challenge": CH,
                        "code_challenge_method": "S256"}, quote_via=quote)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            login = page.goto(f"{issuer}/authorize?{query}")
-            assert login is not None and login.status == 200
-            assert login.headers["x-frame-options"] == "DENY"
-            assert page.title().startswith("Sign in to your Clipron account")
-            page.get_by_label("Email").fill(DEFAULTS["DEMO_EMAIL"])
-            page.get_by_label("Password").fill(DEFAULTS["DEMO_PASSWORD"])
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{issuer}/consent?request=*")
-            assert page.get_by_text("Demo App wants to access your Clipron account").is_visible()
-            assert page.get_by_text("See your projects").is_visible()
-            page.keyboard.press("Tab")  # the decision buttons are reachable by keyboard
-            page.get_by_role("button", name="Allow").focus()
-            # nothing serves the demo redirect URI: capture the request the redirect makes instead of loading it
-            with page.expect_request(lambda request: request.url.startswith(redirect_uri + "?")) as callback:
-                page.keyboard.press("Enter")
-            captured = callback.value.url
-        finally:
-            browser.close()
+    login = page.goto(f"{issuer}/authorize?{query}")
+    assert login is not None and login.status == 200
+    assert login.headers["x-frame-options"] == "DENY"
+    assert page.title().startswith("Sign in to your Clipron account")
+    page.get_by_label("Email").fill(DEFAULTS["DEMO_EMAIL"])
+    page.get_by_label("Password").fill(DEFAULTS["DEMO_PASSWORD"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{issuer}/consent?request=*")
+    assert page.get_by_text("Demo App wants to access your Clipron account").is_visible()
+    assert page.get_by_text("See your projects").is_visible()
+    page.keyboard.press("Tab")  # the decision buttons are reachable by keyboard
+    page.get_by_role("button", name="Allow").focus()
+    # nothing serves the demo redirect URI: capture the request the redirect makes instead of loading it
+    with page.expect_request(lambda request: request.url.startswith(redirect_uri + "?")) as callback:
+        page.keyboard.press("Enter")
+    captured = callback.value.url
 
     assert captured.startswith(redirect_uri + "?code=")
     params = dict(parse_qsl(urlsplit(captured).query))

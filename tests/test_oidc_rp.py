@@ -8,7 +8,6 @@ The first test drives the example with requests (a scripted browser); the second
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import sys
 import time
@@ -20,7 +19,6 @@ import requests
 
 from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, REGISTRATION_TOKEN, ROOT, free_port
 from tests.server_support import served
-from tests.test_browser_flow import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture
@@ -88,42 +86,35 @@ def test_sign_in_with_clipron_example_signs_in_shows_the_user_and_signs_out(serv
 
 
 @pytest.mark.browser
-def test_authlib_validates_id_tokens_from_the_browser_flow(server):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
+def test_authlib_validates_id_tokens_from_the_browser_flow(server, browser_page):
     from joserfc.errors import InvalidClaimError
-    from playwright.sync_api import sync_playwright
 
+    page = browser_page
     module = signin_module()
-    with signin_app(server.issuer) as (app, rp), sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = chromium.new_page()
-            page.goto(app + "/")
-            page.get_by_role("link", name="Sign in with Clipron").click()
-            page.wait_for_url(f"{server.issuer}/login?request=*")
-            page.get_by_label("Email").fill(DEMO_EMAIL)
-            page.get_by_label("Password").fill(DEMO_PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{server.issuer}/consent?request=*")
-            page.get_by_role("button", name="Allow").click()
-            page.wait_for_url(app + "/")
-            assert page.locator("#name").inner_text() == "Demo User"
-            assert page.locator("#email").inner_text() == DEMO_EMAIL
+    with signin_app(server.issuer) as (app, rp):
+        page.goto(app + "/")
+        page.get_by_role("link", name="Sign in with Clipron").click()
+        page.wait_for_url(f"{server.issuer}/login?request=*")
+        page.get_by_label("Email").fill(DEMO_EMAIL)
+        page.get_by_label("Password").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{server.issuer}/consent?request=*")
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url(app + "/")
+        assert page.locator("#name").inner_text() == "Demo User"
+        assert page.locator("#email").inner_text() == DEMO_EMAIL
 
-            # Authlib on its own: a fresh sign-in whose tokens this test keeps, validated with max_age
-            # (signed in, consent remembered: straight back; the callback is captured, not served by the app)
-            session = module.BrowserSession()
-            page.route(app + "/callback?*", lambda route: route.fulfill(status=200, body="captured"))
-            with page.expect_request(lambda request: request.url.startswith(app + "/callback?")) as callback:
-                page.goto(rp.start(session, "300"))
-            nonce = session.pending["nonce"]
-            token = rp.oauth().fetch_token(rp.server_metadata["token_endpoint"],
-                                           authorization_response=callback.value.url,
-                                           code_verifier=session.pending["code_verifier"],
-                                           state=session.pending["state"])
-        finally:
-            chromium.close()
+        # Authlib on its own: a fresh sign-in whose tokens this test keeps, validated with max_age
+        # (signed in, consent remembered: straight back; the callback is captured, not served by the app)
+        session = module.BrowserSession()
+        page.route(app + "/callback?*", lambda route: route.fulfill(status=200, body="captured"))
+        with page.expect_request(lambda request: request.url.startswith(app + "/callback?")) as callback:
+            page.goto(rp.start(session, "300"))
+        nonce = session.pending["nonce"]
+        token = rp.oauth().fetch_token(rp.server_metadata["token_endpoint"],
+                                       authorization_response=callback.value.url,
+                                       code_verifier=session.pending["code_verifier"],
+                                       state=session.pending["state"])
     options = {"iss": {"values": [server.issuer]}, "auth_time": {"essential": True}}
     claims = rp.parse_id_token(token, nonce, claims_options=options)
     assert claims["aud"] == rp.client_id and claims["iss"] == server.issuer and claims["nonce"] == nonce
