@@ -2,14 +2,17 @@
 ordered by one condition both check, so whichever runs second sees the first.
 
 The races run the oauth/ services themselves in threads (chalice's test client is not meant for
-concurrent use) against moto, which conftest serialises call by call as real DynamoDB is
-linearizable: the interleavings are those of real requests.
+concurrent use) on MemoryStore, whose every operation is atomic as each DynamoDB call is (moto, which
+conftest serialises call by call, gives the same interleavings, five times slower);
+tests/test_store_contract.py proves both stores decide each condition alike. The call counts run on moto.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any, Callable
+
+import pytest
 
 from chalicelib import clock
 from chalicelib.crypto.secrets import digest
@@ -24,6 +27,7 @@ from tests.race_support import all_at_once
 from tests.store_support import save_user
 from tests.token_helpers import CH, V, World, basic, endpoint_for, make_world
 
+pytestmark = pytest.mark.store("memory")
 TRIALS = 40
 
 
@@ -174,6 +178,7 @@ def _grants(world: World, name: str, count: int) -> list[dict[str, Any]]:
     return [_exchange(world, name, world.issue_code(world.clients[name]))() for _ in range(count)]
 
 
+@pytest.mark.store("dynamo")  # counts DynamoDB calls
 def test_revoking_access_costs_the_same_for_one_grant_or_many(aws):
     world = make_world(aws)
     developer = _developer(world)
@@ -185,6 +190,7 @@ def test_revoking_access_costs_the_same_for_one_grant_or_many(aws):
     assert not any(_active(aws, tokens["access_token"]) for tokens in many)
 
 
+@pytest.mark.store("dynamo")  # counts DynamoDB calls
 def test_deleting_an_app_costs_the_same_for_one_grant_or_many(aws):
     world = make_world(aws)
     _grants(world, "C1", 1)

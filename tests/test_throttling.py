@@ -66,7 +66,6 @@ def attempt(aws, email: str, password: str, address: str, device_user_id: str | 
 
 # -- login: reserve before verify ------------------------------------------------------------------
 
-@pytest.mark.store("dynamo")  # the race is decided by DynamoDB's conditional update
 def test_parallel_guesses_never_check_more_passwords_than_the_limit(aws, frozen, monkeypatch):
     """20 parallel guesses for one account, the right password among them: at most the limit of wrong
     ones are checked (check-then-act checked all 20, and the right one signed in)."""
@@ -408,13 +407,13 @@ def test_the_parked_request_quota_is_the_flows_own_rule_per_source(aws, frozen):
     assert flow.start(pairs, None, "203.0.113.91").kind == "login"
 
 
-@pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
 def _created_or_refused(outcome: object, refusal: type[Exception]) -> object:
     if isinstance(outcome, refusal):
         return "refused"
     return outcome if isinstance(outcome, Exception) else "created"
 
 
+@pytest.mark.store("dynamo")  # a race on DynamoDB's conditional writes
 def test_parallel_app_creations_never_exceed_the_quota(aws):
     """Check-then-act (count the apps, then create) let 8 parallel creations through past a quota of 3;
     the counter's condition inside the creating transaction lets exactly 3 through, every round."""
