@@ -35,6 +35,8 @@ def check(**_: Any) -> None:
 
 
 def watch(client: Any) -> None:
-    """Check the deadline before every attempt this botocore client sends (its retries included)."""
+    """Check the deadline before every attempt this botocore client sends (its retries included). Once per
+    client however often it is called: the connection outlives a rebuilt wiring, and each extra copy
+    of the hook would run on every call."""
     service = client.meta.service_model.endpoint_prefix
-    client.meta.events.register_first(f"before-send.{service}", check)
+    client.meta.events.register_first(f"before-send.{service}", check, unique_id=f"clipron-deadline-{service}")

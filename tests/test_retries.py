@@ -248,3 +248,20 @@ def test_a_consent_whose_consume_answer_was_lost_still_issues_the_code(world, aw
     assert step.kind == "redirect" and "code=" in step.location
     with pytest.raises(ParkedRequestGone):
         flow.decide(parked.request_id, session, allow=True)
+
+
+def test_rebuilding_the_services_adds_no_second_deadline_hook(aws):
+    """The DynamoDB connection outlives a rebuilt wiring (tests, `reconfigured`, the CLI): the deadline hook
+    is registered once per client, not once per build (700 copies made every call of a late test slow)."""
+    from chalicelib import deadline, wiring
+    from chalicelib.store.dynamo import shared_connection
+
+    def hooks() -> int:
+        return sum(handler is deadline.check for handler in
+                   shared_connection().client.meta.events._emitter._handlers.prefix_search("before-send.dynamodb"))
+
+    assert hooks() == 1
+    for _ in range(3):
+        reconfigured(aws, request_deadline_seconds=aws.settings.request_deadline_seconds)
+        wiring.services().kms()
+    assert hooks() == 1
