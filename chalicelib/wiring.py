@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.config import Config
@@ -65,19 +65,26 @@ class Services:
     userinfo: UserInfo
     logout: Logout
     _kms: Any = None
+    _kms_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def kms(self) -> Any:
-        """A KMS client on the DynamoDB connection's botocore session (one session per process)."""
-        if self._kms is None:
-            config = Config(
-                connect_timeout=self.settings.ddb_connect_timeout_seconds,
-                read_timeout=self.settings.ddb_read_timeout_seconds,
-                retries={"total_max_attempts": 1 + self.settings.ddb_max_retries, "mode": "standard"},
-            )
-            session = shared_connection().session
-            self._kms = session.create_client("kms", region_name=self.settings.aws_region, config=config)
-            deadline.watch(self._kms)
+        """A KMS client on the DynamoDB connection's botocore session, one per process: requests that
+        arrive together (the threaded local run) must not each build one (each costs a model load)."""
+        with self._kms_lock:
+            if self._kms is None:
+                self._kms = self._new_kms_client()
         return self._kms
+
+    def _new_kms_client(self) -> Any:
+        config = Config(
+            connect_timeout=self.settings.ddb_connect_timeout_seconds,
+            read_timeout=self.settings.ddb_read_timeout_seconds,
+            retries={"total_max_attempts": 1 + self.settings.ddb_max_retries, "mode": "standard"},
+        )
+        session = shared_connection().session
+        client = session.create_client("kms", region_name=self.settings.aws_region, config=config)
+        deadline.watch(client)
+        return client
 
     def envelope(self) -> Envelope:
         return Envelope(self.kms(), self.settings.kms_key_id)

@@ -1,6 +1,7 @@
 """Signing keys: private halves only as KMS envelopes, decrypted once per process, JWKS public only."""
 
 import base64
+import functools
 import json
 
 import boto3
@@ -10,7 +11,8 @@ import pytest
 from chalicelib import wiring
 from chalicelib.crypto.envelope import Envelope, EnvelopeError
 from chalicelib.crypto.keyring import envelope_context
-from chalicelib.store.dynamo import shared_connection
+from tests.race_support import all_at_once
+from tests.token_helpers import aws_calls
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k"}
 
@@ -51,23 +53,29 @@ def test_envelope_refuses_tampered_ciphertext(aws):
         envelope.open({**sealed, "ciphertext": base64.b64encode(bytes(raw)).decode()}, {"purpose": "test"})
 
 
-def _count_calls(client, calls):
-    client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
-
-
 def test_one_kms_decrypt_per_process_and_none_per_request(aws):
     wiring.reset()  # a fresh "process": nothing cached yet
     services = wiring.services()
-    kms_calls, ddb_calls = [], []
-    _count_calls(services.kms(), kms_calls)
-    _count_calls(shared_connection().client, ddb_calls)
-    for _ in range(5):
-        token = services.access_tokens.issue(
-            sub="usr_1", client_id="app", scope="read:analysis", audience=services.settings.api_audience, grant_id="g"
-        ).token
-        services.access_tokens.verify(token, services.settings.api_audience)
-    assert kms_calls == ["Decrypt"]
-    assert ddb_calls == ["Query"]  # the key ring, read once and cached
+    with aws_calls(services) as calls:
+        for _ in range(5):
+            token = services.access_tokens.issue(sub="usr_1", client_id="app", scope="read:analysis",
+                                                 audience=services.settings.api_audience, grant_id="g").token
+            services.access_tokens.verify(token, services.settings.api_audience)
+    assert calls == ["dynamodb:Query", "kms:Decrypt"]  # the key ring, read once and cached, opened once
+
+
+def test_requests_signing_at_once_build_one_kms_client_and_decrypt_once(aws):
+    """The threaded local run takes a burst of first requests together: each used to build its own KMS
+    client (a model load each) and open the signing key with its own Decrypt."""
+    wiring.reset()
+    services = wiring.services()
+    assert len({id(client) for client in all_at_once(*[services.kms] * 10)}) == 1
+    issue = functools.partial(services.access_tokens.issue, sub="usr_1", client_id="app", scope="read:analysis",
+                              audience=services.settings.api_audience, grant_id="g")
+    with aws_calls(services) as calls:
+        issued = all_at_once(*[issue] * 10)
+    assert not [outcome for outcome in issued if isinstance(outcome, Exception)]
+    assert calls.count("kms:Decrypt") == 1
 
 
 def test_jwks_lists_public_keys_that_verify_issued_tokens(http, aws):

@@ -52,6 +52,7 @@ class KeyRing:
         longest_token = max(settings.access_token_seconds, settings.id_token_seconds)
         self.publish_retired_seconds = longest_token + JWKS_CACHE_MARGIN_SECONDS
         self._lock = threading.Lock()
+        self._opening = threading.Lock()
         self._records: list[SigningKeyRecord] | None = None
         self._loaded_at = 0
         self._public: dict[str, Any] = {}
@@ -107,10 +108,13 @@ class KeyRing:
 
         key = self._private.get(record.kid)
         if key is None:
-            pem = self.envelope_factory().open(record.private_envelope, envelope_context(record.kid))
-            loaded = serialization.load_pem_private_key(pem, password=None)
-            assert isinstance(loaded, rsa.RSAPrivateKey)
-            key = self._private[record.kid] = loaded
+            with self._opening:  # requests signing at once (the threaded local run) open it once: one Decrypt
+                key = self._private.get(record.kid)
+                if key is None:
+                    pem = self.envelope_factory().open(record.private_envelope, envelope_context(record.kid))
+                    loaded = serialization.load_pem_private_key(pem, password=None)
+                    assert isinstance(loaded, rsa.RSAPrivateKey)
+                    key = self._private[record.kid] = loaded
         return key
 
     def sign(self, claims: dict[str, Any], typ: str) -> str:
