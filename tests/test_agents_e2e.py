@@ -12,6 +12,7 @@ agent identifies itself by a Client ID Metadata Document the test serves over ht
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -28,7 +29,6 @@ import jwt
 import pytest
 import requests
 
-from tests.browser_support import launched, require_chromium
 from tests.developer_support import DEMO_EMAIL, DEMO_PASSWORD, free_port, wait_until_served
 
 if TYPE_CHECKING:  # the SDK is imported where it is used: importing it costs every worker seconds at collection
@@ -89,35 +89,41 @@ class Storage:
 
 
 class User:
-    """The person at the browser: signs in to Clipron and allows the agent; the redirect is captured."""
+    """The person at the browser: signs in to Clipron and allows the agent; the redirect is captured.
 
-    def __init__(self, callback: str) -> None:
+    The agent runs in a thread of its own (`run_async`); the browser is the worker's shared Chromium,
+    which Playwright binds to the test's thread, so the SDK's redirect handler hands the URL over and
+    the test's thread drives the page (`run_async` serves `pending` while the agent runs)."""
+
+    def __init__(self, callback: str, page: Any) -> None:
         self.callback = callback
+        self.page = page
+        self.pending: queue.Queue[str] = queue.Queue()
         self.results: queue.Queue[str] = queue.Queue()
         self.consent_pages: list[str] = []
 
     def authorize(self, url: str) -> None:
-        with launched() as browser:
-            page = browser.new_page()
-            page.goto(url)
-            assert page.title().startswith("Sign in"), page.title() + page.content()[:1500]
-            page.get_by_label("Email").fill(DEMO_EMAIL)
-            page.get_by_label("Password").fill(DEMO_PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url("**/consent?request=*")
-            self.consent_pages.append(page.content())
-            # nothing listens on the agent's loopback callback: capture the request the redirect makes
-            with page.expect_request(lambda request: request.url.startswith(self.callback + "?")) as callback:
-                page.get_by_role("button", name="Allow").click()
-            self.results.put(callback.value.url)
+        page = self.page
+        page.goto(url)
+        assert page.title().startswith("Sign in"), page.title() + page.content()[:1500]
+        page.get_by_label("Email").fill(DEMO_EMAIL)
+        page.get_by_label("Password").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/consent?request=*")
+        self.consent_pages.append(page.content())
+        # nothing listens on the agent's loopback callback: capture the request the redirect makes
+        with page.expect_request(lambda request: request.url.startswith(self.callback + "?")) as callback:
+            page.get_by_role("button", name="Allow").click()
+        self.results.put(callback.value.url)
 
     async def redirect_handler(self, url: str) -> None:
-        await anyio.to_thread.run_sync(self.authorize, url)
+        self.pending.put(url)
 
     async def callback_handler(self) -> AuthorizationCodeResult:
         from mcp.client.auth import AuthorizationCodeResult
 
-        params = dict(parse_qsl(urlsplit(self.results.get(timeout=5)).query))
+        captured = await anyio.to_thread.run_sync(functools.partial(self.results.get, timeout=60))
+        params = dict(parse_qsl(urlsplit(captured).query))
         return AuthorizationCodeResult(code=params["code"], state=params.get("state"), iss=params.get("iss"))
 
 
@@ -152,24 +158,27 @@ async def call(resource: str, provider: OAuthClientProvider, *tools: str) -> lis
     return results
 
 
-def run_async(function: Callable[..., Any], *args: Any) -> Any:
-    """anyio.run in a thread of its own: the worker's shared Chromium (conftest `chromium`) may hold this
-    thread's event loop for Playwright's sync API."""
+def run_async(user: User, function: Callable[..., Any], *args: Any) -> Any:
+    """anyio.run in a thread of its own (Playwright's sync API holds this thread's event loop), while this
+    thread signs the user in whenever the agent sends them to the browser."""
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(anyio.run, function, *args).result()
+        running = pool.submit(anyio.run, function, *args)
+        while not running.done():
+            with contextlib.suppress(queue.Empty):
+                user.authorize(user.pending.get(timeout=0.05))
+        return running.result()
 
 
 def claims(token: str) -> dict[str, Any]:
     return jwt.decode(token, options={"verify_signature": False})
 
 
-def test_an_agent_connects_with_nothing_but_the_server_url(world):
-    require_chromium()
+def test_an_agent_connects_with_nothing_but_the_server_url(world, browser_page):
     resource, issuer = world["resource"], world["issuer"]
-    user, storage = User(f"http://127.0.0.1:{free_port()}/callback"), Storage()
+    user, storage = User(f"http://127.0.0.1:{free_port()}/callback", browser_page), Storage()
     provider = agent(resource, user, storage)
 
-    whoami, analyses = run_async(call, resource, provider, "whoami", "list_analyses")
+    whoami, analyses = run_async(user, call, resource, provider, "whoami", "list_analyses")
 
     # open registration: a public client, registered by the SDK itself, unverified on the consent page
     client_id = storage.client_info.client_id
@@ -189,7 +198,7 @@ def test_an_agent_connects_with_nothing_but_the_server_url(world):
 
     # a refresh: the access token has run out, the SDK refreshes (with `resource`) before the next call
     provider.context.token_expiry_time = time.time() - 1
-    (again,) = run_async(call, resource, provider, "whoami")
+    (again,) = run_async(user, call, resource, provider, "whoami")
     assert storage.tokens.access_token != first.access_token
     assert storage.tokens.refresh_token != first.refresh_token  # rotated
     assert claims(storage.tokens.access_token)["aud"] == resource
@@ -197,10 +206,9 @@ def test_an_agent_connects_with_nothing_but_the_server_url(world):
     assert len(user.consent_pages) == 1  # no second login or consent
 
 
-def test_an_agent_identified_by_a_client_id_metadata_document(world):
-    require_chromium()
+def test_an_agent_identified_by_a_client_id_metadata_document(world, browser_page):
     resource, documents = world["resource"], world["documents"]
-    user, storage = User(f"http://127.0.0.1:{free_port()}/callback"), Storage()
+    user, storage = User(f"http://127.0.0.1:{free_port()}/callback", browser_page), Storage()
     metadata_url = documents.url("/agent/client.json")
     documents.behaviour.document({
         "client_id": metadata_url, "client_name": "Agent by metadata document", "redirect_uris": [user.callback],
@@ -209,7 +217,7 @@ def test_an_agent_identified_by_a_client_id_metadata_document(world):
         "scope": "read:analysis write:project"}, **{"Cache-Control": "max-age=600"})
     provider = agent(resource, user, storage, metadata_url=metadata_url)
 
-    (whoami,) = run_async(call, resource, provider, "whoami")
+    (whoami,) = run_async(user, call, resource, provider, "whoami")
 
     assert storage.client_info.client_id == metadata_url  # no registration request: the URL is the client id
     assert whoami["client_id"] == metadata_url
