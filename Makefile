@@ -14,6 +14,9 @@ $(STAMP): requirements.txt requirements-vendor.txt requirements-dev.txt
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@# pytest rewrites the asserts of its plugins' whole distributions (hypothesis, anyio, xdist: ~125 modules)
+	@# on first import; write those caches into the venv once, as pip compiles the rest, not in every worker
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n0 --collect-only tests/test_docs.py >/dev/null
 	@touch $(STAMP)
 
 run: $(STAMP)
