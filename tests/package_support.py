@@ -38,10 +38,22 @@ def package(stage: str, project: Path, out: Path) -> subprocess.CompletedProcess
 
 
 def package_stages(base: Path) -> dict[str, tuple[dict[str, Any], Path]]:
-    """Package each stage from a copy of the project. Third-party requirements are left out of the copy
-    (the template does not depend on them, and so no wheel download is needed; bench/package_size.py
-    builds the full package)."""
-    project = base / "project"
+    """Package each stage, side by side, each from its own copy of the project: two `chalice package` runs in
+    one project race to create .chalice/deployments and to write the same deployment zip. Third-party
+    requirements are left out of the copies (the template does not depend on them, and so no wheel download
+    is needed; bench/package_size.py builds the full package)."""
+    projects = {stage: _project_copy(base / f"project-{stage}") for stage in STAGES}
+    with ThreadPoolExecutor(len(STAGES)) as pool:
+        finished = dict(zip(STAGES, pool.map(lambda stage: package(stage, projects[stage], base / f"out-{stage}"),
+                                             STAGES)))
+    for result in finished.values():
+        assert result.returncode == 0, result.stderr
+    return {stage: (json.loads((base / f"out-{stage}" / "sam.json").read_text()), base / f"out-{stage}")
+            for stage in STAGES}
+
+
+def _project_copy(project: Path) -> Path:
+    """The app, its config and the merge templates, with the key-rotation cadence changed to ROTATION_DAYS."""
     project.mkdir()
     shutil.copy(ROOT / "app.py", project / "app.py")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "deployments", "deployed")
@@ -51,9 +63,4 @@ def package_stages(base: Path) -> dict[str, tuple[dict[str, Any], Path]]:
     config = json.loads((project / ".chalice" / "config.json").read_text())
     config["environment_variables"]["KEY_ROTATION_DAYS"] = ROTATION_DAYS  # the cadence is configurable
     (project / ".chalice" / "config.json").write_text(json.dumps(config))
-    with ThreadPoolExecutor(len(STAGES)) as pool:  # one `chalice package` process per stage, side by side
-        finished = dict(zip(STAGES, pool.map(lambda stage: package(stage, project, base / f"out-{stage}"), STAGES)))
-    for result in finished.values():
-        assert result.returncode == 0, result.stderr
-    return {stage: (json.loads((base / f"out-{stage}" / "sam.json").read_text()), base / f"out-{stage}")
-            for stage in STAGES}
+    return project
