@@ -14,9 +14,10 @@ $(STAMP): requirements.txt requirements-vendor.txt requirements-dev.txt
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	@# pytest rewrites the asserts of its plugins' whole distributions (hypothesis, anyio, xdist: ~125 modules)
-	@# on first import; write those caches into the venv once, as pip compiles the rest, not in every worker
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n0 --collect-only tests/test_docs.py >/dev/null
+	@# pytest rewrites the asserts of the test modules and of its plugins' whole distributions (hypothesis, anyio,
+	@# xdist: ~125 modules) on first import; write those caches once at install, as pip compiles the rest, not in
+	@# every worker of the first run (a test file changed later is rewritten again, that file alone)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n0 --collect-only tests >/dev/null
 	@touch $(STAMP)
 
 run: $(STAMP)
