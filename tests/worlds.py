@@ -105,8 +105,9 @@ class MotoWorld:
     key per KMS key) costs about a second; doing it once per process (per xdist worker) and then
     emptying the tables before each test gives every test the same clean world for a few ms. The
     signing-key items are put back as provisioned, so a test that rotates keys gets a clean ring.
-    Whatever else a test created (a table, a KMS key) is deleted; if a test's own `mock_aws()`
-    wiped the backends, the world is provisioned again. Tables are found by name, never kept by
+    Whatever else a test created (a table, a KMS key) is deleted. A test's own `mock_aws()` nests in
+    the world's mock and resets nothing; if one ran before the world's first test and wiped the
+    backends, the world is provisioned again. Tables are found by name, never kept by
     reference: moto replaces them with copies when a transaction is cancelled.
     """
 
