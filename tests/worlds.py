@@ -176,7 +176,7 @@ class MotoWorld:
             clock.reset()
 
     def _start_mock(self) -> None:
-        """moto's mock is started once per process and left on. Each start registers ~9,000 URL patterns
+        """moto's mock is started once per process and left on. Each start registers ~1,300 URL patterns
         with `responses` (about 20 ms) and, without a reset, none is ever removed: started per test, the
         registry grew by that much for every test. MemoryStore tests still fail on any AWS call (MemoryWorld)."""
         if not self.mock_started:
