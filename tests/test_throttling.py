@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Callable
 from urllib.parse import urlencode
 
 import pytest
@@ -206,13 +207,18 @@ def test_x_forwarded_for_does_not_move_the_source(aws, frozen, http, source):
 
 # -- client authentication -----------------------------------------------------------------------------
 
+def _fail_client_authentication(http, times: int, credentials: Callable[[int], dict[str, str]]) -> None:
+    """`times` client_credentials requests with the i-th wrong credentials, each answered 401 invalid_client."""
+    for i in range(times):
+        assert_error(post_token(http, CC, credentials(i)), 401, "invalid_client")
+
+
 def test_a_tripped_client_throttle_refuses_even_the_right_secret(aws, frozen, http, source):
     world = make_world(aws)
     limits(aws, client_auth_max_failures=3)
     cc1 = world.clients["CC1"]
     source("198.51.100.20")
-    for i in range(3):
-        assert_error(post_token(http, CC, basic(cc1.client_id, f"guess-{i}")), 401, "invalid_client")
+    _fail_client_authentication(http, 3, lambda i: basic(cc1.client_id, f"guess-{i}"))
     refused = assert_error(post_token(http, CC, basic(cc1.client_id, cc1.secret)), 429, "invalid_client")
     assert refused == {"error": "invalid_client",
                        "error_description": "too many failed client authentications; retry later"}
@@ -247,8 +253,7 @@ def test_a_tripped_limit_refuses_the_right_secret_everywhere_alike_and_consumes_
     source("198.51.100.25")
     first = tokens_of(exchange(http, c1, world.issue_code(c1)))
     code = world.issue_code(c1, lifetime=600)
-    for i in range(3):
-        assert_error(post_token(http, CC, basic(c1.client_id, f"guess-{i}")), 401, "invalid_client")
+    _fail_client_authentication(http, 3, lambda i: basic(c1.client_id, f"guess-{i}"))
     for name, send in _requests(http, c1, code, first["refresh_token"], first["access_token"]):
         right, wrong = send(c1.secret), send("wrong-secret")
         assert_error(right, 429, "invalid_client")
@@ -269,8 +274,7 @@ def test_a_tripped_source_limit_refuses_client_credentials_with_the_right_secret
     limits(aws, client_auth_source_max_failures=2)
     cc1 = world.clients["CC1"]
     source("198.51.100.26")
-    for i in range(2):
-        assert_error(post_token(http, CC, basic(f"sprayed-{i}", "x")), 401, "invalid_client")
+    _fail_client_authentication(http, 2, lambda i: basic(f"sprayed-{i}", "x"))
     right = post_token(http, CC, basic(cc1.client_id, cc1.secret))
     wrong = post_token(http, CC, basic(cc1.client_id, "x"))
     assert right.status_code == 429 and (right.body, right.headers) == (wrong.body, wrong.headers)
